@@ -1,0 +1,163 @@
+"""The ``contrec-hf`` command line.
+
+```
+contrec-hf data stats --dataset ml-100k [--json]
+contrec-hf baseline --model pop sasrec --dataset ml-100k --output runs/baselines [--seed 0]
+```
+Errors on bad input are printed as one line, without a traceback, and the exit status is 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ContRecError
+
+__all__ = ["build_parser", "main"]
+
+
+def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
+    from .data import LOADERS, PRESETS
+
+    parser.add_argument(
+        "--dataset",
+        default="ml-100k",
+        help=f"dataset name ({', '.join(sorted(LOADERS))}) or the folder of a saved split (default: ml-100k)",
+    )
+    parser.add_argument("--data-path", default=None, help="where the dataset's files are (not needed for ml-100k)")
+    parser.add_argument(
+        "--preset", default=None, choices=sorted(PRESETS), help="filtering preset applied before the split"
+    )
+
+
+def _load_data(args: argparse.Namespace):
+    from .data import load_sequential_dataset
+
+    return load_sequential_dataset(args.dataset, args.data_path, preset=args.preset)
+
+
+def _cmd_data_stats(args: argparse.Namespace) -> int:
+    stats = _load_data(args).stats()
+    if args.json:
+        print(json.dumps(stats))
+        return 0
+    print(f"dataset            {stats['name']} (preset: {stats['preset']})")
+    for key in ("users", "items", "interactions", "train_interactions", "validation_users", "test_users"):
+        print(f"{key:<18} {stats[key]:,}")
+    print(f"dropped_users      {stats['dropped_users']:,} (fewer than 3 interactions)")
+    print(f"mean_seq_length    {stats['mean_sequence_length']:.1f}")
+    print(f"density            {stats['density']:.4%}")
+    return 0
+
+
+def _cmd_data_prepare(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    if (output / "dataset.json").exists() and not args.overwrite:
+        raise ContRecError(f"{output} already holds a saved dataset; pass --overwrite to replace it")
+    data = _load_data(args)
+    data.save(output)
+    print(f"saved the {data.name} split ({data.num_users:,} users, {data.num_items:,} items) to {output}")
+    return 0
+
+
+def _cmd_baseline(args: argparse.Namespace) -> int:
+    from .baselines import run_baseline
+    from .evaluation import format_metrics_table
+
+    output = Path(args.output)
+    models = list(dict.fromkeys(args.model))
+    targets = {m: output if len(models) == 1 else output / m for m in models}
+    existing = [str(d / "metrics.json") for d in targets.values() if (d / "metrics.json").exists()]
+    if existing and not args.overwrite:
+        raise ContRecError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or pick --output")
+    data = _load_data(args)
+    model_kwargs = {k: v for k, v in {"hidden_size": args.hidden_size, "max_length": args.max_length}.items() if v}
+    if args.dropout is not None:
+        model_kwargs["dropout"] = args.dropout
+    training_kwargs = {
+        k: v
+        for k, v in {
+            "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "max_epochs": args.max_epochs,
+            "patience": args.patience,
+            "window": args.window,
+        }.items()
+        if v is not None
+    }
+    results = {}
+    for model in models:
+        results[model] = run_baseline(
+            model,
+            data,
+            seed=args.seed,
+            output_dir=targets[model],
+            model_kwargs=model_kwargs,
+            training_kwargs=training_kwargs,
+            progress=not args.no_progress,
+        )
+    for split in ("validation", "test"):
+        print(f"\n{data.name} — {split} (leave-one-out, full ranking, history masked, seed {args.seed})")
+        print(format_metrics_table({m: r[split] for m, r in results.items()}))
+    print("\ntime: " + ", ".join(f"{m} {r['seconds']:.1f}s" for m, r in results.items()))
+    print(f"metrics written to {', '.join(str(d / 'metrics.json') for d in targets.values())}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="contrec-hf", description="ContRec recommendation on Hugging Face.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="dataset statistics and preparation")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    stats = data_commands.add_parser("stats", help="users, items, interactions and split sizes")
+    _add_dataset_arguments(stats)
+    stats.add_argument("--json", action="store_true", help="print one JSON object")
+    stats.set_defaults(func=_cmd_data_stats)
+    prepare = data_commands.add_parser("prepare", help="split a dataset and save it (parquet + json)")
+    _add_dataset_arguments(prepare)
+    prepare.add_argument("--output", required=True)
+    prepare.add_argument("--overwrite", action="store_true")
+    prepare.set_defaults(func=_cmd_data_prepare)
+
+    from .baselines import BASELINES
+
+    baseline = commands.add_parser("baseline", help="train and evaluate baselines (Pop, SASRec) on a split")
+    baseline.add_argument("--model", nargs="+", required=True, choices=BASELINES, help="one or more baselines")
+    _add_dataset_arguments(baseline)
+    baseline.add_argument("--output", required=True, help="folder for metrics.json (one subfolder per model)")
+    baseline.add_argument("--seed", type=int, default=0)
+    baseline.add_argument("--overwrite", action="store_true", help="replace earlier results in --output")
+    baseline.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    group = baseline.add_argument_group("SASRec hyper-parameters (defaults: SASRecConfig/SASRecTrainingArguments)")
+    group.add_argument("--hidden-size", type=int)
+    group.add_argument("--max-length", type=int)
+    group.add_argument("--dropout", type=float)
+    group.add_argument("--batch-size", type=int)
+    group.add_argument("--learning-rate", type=float)
+    group.add_argument("--max-epochs", type=int)
+    group.add_argument("--patience", type=int)
+    group.add_argument("--window", choices=("last", "random"))
+    baseline.set_defaults(func=_cmd_baseline)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (ContRecError, ValueError, FileNotFoundError) as err:
+        print(f"contrec-hf: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("contrec-hf: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,68 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from contrec_hf.cli import main
+
+METRIC_KEYS = {"hr@5", "ndcg@5", "hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr"}
+
+
+def test_data_stats_json(capsys):
+    assert main(["data", "stats", "--dataset", "ml-100k", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert (stats["users"], stats["items"], stats["interactions"]) == (943, 1682, 100000)
+
+
+def test_data_stats_table(capsys):
+    assert main(["data", "stats"]) == 0
+    out = capsys.readouterr().out
+    assert "users              943" in out and "interactions       100,000" in out
+
+
+def test_baseline_pop_writes_metrics_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "pop"
+    assert main(["baseline", "--model", "pop", "--output", str(out), "--no-progress"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["validation"]) == METRIC_KEYS and set(metrics["test"]) == METRIC_KEYS
+    assert "| pop |" in capsys.readouterr().out
+    assert main(["baseline", "--model", "pop", "--output", str(out), "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["baseline", "--model", "pop", "--output", str(out), "--no-progress", "--overwrite"]) == 0
+
+
+def test_baseline_sasrec_on_a_table(tmp_path, fixtures_dir, capsys):
+    table = fixtures_dir / "table" / "interactions.csv"
+    args = ["baseline", "--model", "pop", "sasrec", "--dataset", "table", "--data-path", str(table)]
+    args += ["--output", str(tmp_path), "--max-epochs", "2", "--hidden-size", "16", "--no-progress"]
+    assert main(args) == 0
+    for model in ("pop", "sasrec"):
+        assert set(json.loads((tmp_path / model / "metrics.json").read_text())["test"]) == METRIC_KEYS
+    out = capsys.readouterr().out
+    assert "| pop |" in out and "| sasrec |" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["data", "stats", "--dataset", "ml-42m"], "unknown dataset 'ml-42m'"),
+        (["data", "stats", "--dataset", "ml-1m"], "pass the path"),
+        (["data", "stats", "--dataset", "table", "--data-path", "/nonexistent.csv"], "nonexistent"),
+    ],
+)
+def test_errors_exit_2_without_traceback(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_console_entry_point_runs_as_a_process():
+    proc = subprocess.run(
+        [sys.executable, "-m", "contrec_hf.cli", "data", "stats", "--dataset", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "unknown dataset 'nope'" in proc.stderr and "Traceback" not in proc.stderr
