@@ -25,7 +25,7 @@ LOADERS: dict[str, Callable[..., Interactions]] = {
 NEEDS_PATH = frozenset({"ml-1m", "amazon-2014", "amazon-2023", "table"})
 
 
-def load_interactions(name: str, path: str | Path | None = None, **kwargs: Any) -> Interactions:
+def load_interactions(name: str, path: str | Path | None = None, /, **kwargs: Any) -> Interactions:
     """Read a dataset by name. ``ml-100k`` needs no path (it comes from the ``recbole`` wheel); the others
     read the files at ``path`` (see each loader for what ``path`` may be and which keywords it takes)."""
     if name not in LOADERS:
@@ -37,7 +37,7 @@ def load_interactions(name: str, path: str | Path | None = None, **kwargs: Any) 
 
 
 def load_sequential_dataset(
-    name: str, path: str | Path | None = None, *, preset: str | Preset | None = None, **kwargs: Any
+    name: str, path: str | Path | None = None, /, *, preset: str | Preset | None = None, **kwargs: Any
 ) -> SequentialDataset:
     """Load a dataset by name, apply a preset and split it leave-one-out.
 

@@ -26,7 +26,8 @@ class Interactions:
     """Interactions of one dataset, as read from its files.
 
     Attributes:
-        frame (`pd.DataFrame`): one row per interaction, in file order, with columns ``user_id`` (str),
+        frame (`pd.DataFrame`): one row per interaction, in source order (file order, or time order where a
+            loader sorts by a finer clock than the one it keeps), with columns ``user_id`` (str),
             ``item_id`` (str), ``timestamp`` (int64, seconds or the unit of the source) and ``rating``
             (float64, NaN where the source has none).
         items (`pd.DataFrame`): one row per known item with ``item_id`` (str), ``title`` (str) and

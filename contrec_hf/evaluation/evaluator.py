@@ -1,6 +1,6 @@
 """Leave-one-out full-ranking evaluation of any scorer (METHOD.md §6).
 
-A *scorer* is any callable ``scorer(histories) -> scores`` that maps a batch of item-index histories
+A *scorer* is any callable ``scorer(histories) -> scores`` (or ``scorer(histories, users)``) that maps a batch of item-index histories
 (a list of lists) to a ``[batch, num_items]`` tensor of scores over the whole catalog. The evaluator
 masks every history item, ranks all items in memory-bounded chunks of users, refuses non-finite scores
 and reports HR@K / NDCG@K (K ∈ {5, 10, 20}) and MRR. Validation and test use the same code.
@@ -61,6 +61,7 @@ def evaluate_scorer(
     ties: str = "pessimistic",
     progress: bool = True,
     desc: str = "evaluating",
+    users: Sequence[int] | None = None,
 ) -> EvaluationResult:
     """Rank the whole catalog for every user and compute full-ranking metrics.
 
@@ -74,6 +75,8 @@ def evaluate_scorer(
         batch_size (`int`): users scored at a time; bounds memory to ``batch_size × num_items`` scores.
         ties (`str`): tie rule of :func:`~contrec_hf.evaluation.metrics.target_ranks`.
         progress (`bool`): show a progress bar.
+        users (`list[int]`, *optional*): one user index per history. When given, the scorer is called as
+            ``scorer(histories, users)`` (for models with user embeddings, such as matrix factorisation).
 
     Returns:
         [`EvaluationResult`].
@@ -90,6 +93,8 @@ def evaluate_scorer(
     """
     if len(histories) != len(targets):
         raise EvaluationError(f"{len(histories)} histories but {len(targets)} targets")
+    if users is not None and len(users) != len(targets):
+        raise EvaluationError(f"{len(users)} users but {len(targets)} targets")
     if len(targets) == 0:
         raise EvaluationError("nothing to evaluate: no users")
     if batch_size < 1:
@@ -102,7 +107,10 @@ def evaluate_scorer(
     for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
         batch_histories = [list(h) for h in histories[start : start + batch_size]]
         batch_targets = torch.as_tensor(list(targets[start : start + batch_size]), dtype=torch.long)
-        scores = scorer(batch_histories)
+        if users is None:
+            scores = scorer(batch_histories)
+        else:
+            scores = scorer(batch_histories, list(users[start : start + batch_size]))
         if not isinstance(scores, torch.Tensor):
             raise EvaluationError(f"the scorer must return a torch.Tensor, got {type(scores).__name__}")
         if scores.shape != (len(batch_histories), num_items):

@@ -166,3 +166,10 @@ def test_unknown_format_and_corrupt_parquet(tmp_path):
     with pytest.raises(DataError, match="not a readable parquet file"):
         load_table(write(tmp_path / "broken.parquet", "not parquet"))
     assert list(read_table(ITEMS).columns) == ["item_id", "title", "category"]
+
+
+def test_registry_forwards_loader_keywords(fixtures_dir):
+    from contrec_hf.data import load_interactions
+
+    data = load_interactions("table", fixtures_dir / "table" / "interactions.csv", name="my-table")
+    assert data.name == "my-table"

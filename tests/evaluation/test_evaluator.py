@@ -63,3 +63,17 @@ def test_mask_history_in_place():
     mask_history(scores, [[1, 3], []])
     assert torch.isneginf(scores[0, [1, 3]]).all()
     assert torch.isfinite(scores[1]).all()
+
+
+def test_user_aware_scorers_get_user_indices():
+    seen = []
+
+    def scorer(histories, users):
+        seen.extend(users)
+        return torch.stack([SCORES.roll(u) for u in users])
+
+    result = evaluate_scorer(scorer, [[], [], []], [0, 1, 2], 5, users=[0, 1, 2], batch_size=2, progress=False)
+    assert seen == [0, 1, 2]
+    assert result.ranks.tolist() == [0, 0, 0]  # rolling by u puts item u first
+    with pytest.raises(EvaluationError, match="2 users but 3 targets"):
+        evaluate_scorer(scorer, [[], [], []], [0, 1, 2], 5, users=[0, 1], progress=False)
