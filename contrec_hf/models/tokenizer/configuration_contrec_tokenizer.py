@@ -1,0 +1,80 @@
+"""Configuration of the σ-VAE item tokenizer (ContRec, arXiv 2504.12007, §3.1; METHOD.md §2)."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import PreTrainedConfig
+
+from ..config_utils import reject_unknown_kwargs
+
+__all__ = ["ContRecTokenizerConfig"]
+
+
+@strict
+class ContRecTokenizerConfig(PreTrainedConfig):
+    r"""Configuration of [`ContRecTokenizer`], the σ-VAE that turns an item (or user) feature vector into
+    ``num_tokens`` continuous tokens. Each of the three anti-collapse techniques is a switch.
+
+    Args:
+        input_dim (`int`, defaults to 64): size of the feature vectors x (CF, text or hybrid features).
+        num_tokens (`int`, defaults to 2): K, the number of continuous tokens per item.
+        token_dim (`int`, defaults to 64): d_z, the size of each token.
+        encoder_hidden_sizes (`list[int]`, defaults to `[128, 256]`): hidden widths of each encoder MLP.
+        decoder_hidden_sizes (`list[int]`, defaults to `[256, 128]`): hidden widths of the decoder MLP.
+        dropout (`float`, defaults to 0.1): dropout inside the MLPs.
+        normalize_inputs (`bool`, defaults to `True`): standardise features with per-dimension statistics
+            fitted on the training items (stored in the checkpoint); reconstruction is measured in that space.
+        sigma_sampling (`bool`, defaults to `True`): technique 1, z_k = μ_k + σ·ε with a non-learned
+            σ ~ N(0, sigma_std²) drawn per example at every training step (LatentLM's σ-VAE; no KL term).
+        sigma_std (`float`, defaults to 0.1): √C_σ.
+        feature_masking (`bool`, defaults to `True`): technique 2, zero a random fraction of the input features
+            per example during training and add a learned mask offset in their place.
+        mask_ratio (`float`, defaults to 0.1): that fraction.
+        multi_encoder (`bool`, defaults to `True`): technique 3, K independent encoders; when `False`, one
+            shared encoder emits all K tokens at once.
+        mu_regularizer_weight (`float`, defaults to 0.0): weight of the optional mean(μ²) regulariser.
+        barlow_twins_weight (`float`, defaults to 0.0): weight of the optional Barlow-Twins term between ways.
+        barlow_offdiag_weight (`float`, defaults to 0.005): λ_offdiag inside the Barlow-Twins term.
+
+    Example:
+        ```python
+        >>> from contrec_hf import ContRecTokenizerConfig
+        >>> config = ContRecTokenizerConfig(input_dim=384, num_tokens=2, token_dim=64)
+        >>> config.feature_masking
+        True
+        ```
+    """
+
+    model_type = "contrec_tokenizer"
+
+    input_dim: int = 64
+    num_tokens: int = 2
+    token_dim: int = 64
+    encoder_hidden_sizes: list[int] | tuple[int, ...] = (128, 256)
+    decoder_hidden_sizes: list[int] | tuple[int, ...] = (256, 128)
+    dropout: float = 0.1
+    normalize_inputs: bool = True
+    sigma_sampling: bool = True
+    sigma_std: float = 0.1
+    feature_masking: bool = True
+    mask_ratio: float = 0.1
+    multi_encoder: bool = True
+    mu_regularizer_weight: float = 0.0
+    barlow_twins_weight: float = 0.0
+    barlow_offdiag_weight: float = 0.005
+
+    def __post_init__(self, **kwargs):
+        reject_unknown_kwargs(self, kwargs)
+        super().__post_init__(**kwargs)
+        self.encoder_hidden_sizes = [int(s) for s in self.encoder_hidden_sizes]
+        self.decoder_hidden_sizes = [int(s) for s in self.decoder_hidden_sizes]
+        for name in ("input_dim", "num_tokens", "token_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("encoder_hidden_sizes", "decoder_hidden_sizes"):
+            if any(s < 1 for s in getattr(self, name)):
+                raise ValueError(f"{name} must hold positive widths, got {getattr(self, name)}")
+        for name in ("dropout", "mask_ratio"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        for name in ("sigma_std", "mu_regularizer_weight", "barlow_twins_weight", "barlow_offdiag_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")

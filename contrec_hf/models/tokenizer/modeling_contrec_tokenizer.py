@@ -1,0 +1,281 @@
+"""The σ-VAE item tokenizer of ContRec (Qu et al., arXiv 2504.12007, §3.1; METHOD.md §2).
+
+An item feature vector x ∈ R^{d_in} becomes K continuous tokens z_1 … z_K ∈ R^{d_z}; a decoder rebuilds x
+from their mean. Three techniques keep the tokens from collapsing, each switchable in the config:
+
+1. σ-sampling (LatentLM, arXiv 2412.08635): z_k = μ_k + σ·ε, ε ~ N(0, I), with a *non-learned* scale
+   σ ~ N(0, C_σ) drawn per example at every training step. No learned variance, no KL term.
+2. Feature masking: a random fraction of x is replaced by a learned mask offset during training.
+3. K-way encoders: K independent MLP encoders (d_in → 128 → 256 → d_z, LayerNorm, ReLU, dropout).
+
+Loss: MSE(x̂, x) (+ optional μ-regulariser and Barlow-Twins decorrelation between ways).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .configuration_contrec_tokenizer import ContRecTokenizerConfig
+
+__all__ = ["ContRecTokenizer", "ContRecTokenizerOutput", "collapse_diagnostics", "effective_rank"]
+
+
+@dataclass
+class ContRecTokenizerOutput(ModelOutput):
+    """Output of [`ContRecTokenizer.forward`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): total loss (when `return_loss=True`).
+        reconstruction (`torch.FloatTensor` of shape `(batch, input_dim)`): x̂, in the normalised feature space.
+        tokens (`torch.FloatTensor` of shape `(batch, num_tokens, token_dim)`): z (μ + σ·ε in training, μ in eval).
+        mu (`torch.FloatTensor` of shape `(batch, num_tokens, token_dim)`): the encoders' means μ.
+        reconstruction_loss (`torch.FloatTensor` of shape `()`, *optional*): MSE(x̂, x).
+        mu_loss (`torch.FloatTensor` of shape `()`, *optional*): mean(μ²), weighted into `loss` by the config.
+        barlow_twins_loss (`torch.FloatTensor` of shape `()`, *optional*): Barlow-Twins term between ways.
+    """
+
+    loss: torch.FloatTensor | None = None
+    reconstruction: torch.FloatTensor | None = None
+    tokens: torch.FloatTensor | None = None
+    mu: torch.FloatTensor | None = None
+    reconstruction_loss: torch.FloatTensor | None = None
+    mu_loss: torch.FloatTensor | None = None
+    barlow_twins_loss: torch.FloatTensor | None = None
+
+
+def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
+    """Linear → LayerNorm → ReLU → Dropout for every hidden width; the last layer is a plain Linear."""
+    layers: list[nn.Module] = []
+    for d_in, d_out in zip(sizes[:-2], sizes[1:-1]):
+        layers += [nn.Linear(d_in, d_out), nn.LayerNorm(d_out), nn.ReLU(), nn.Dropout(dropout)]
+    layers.append(nn.Linear(sizes[-2], sizes[-1]))
+    return nn.Sequential(*layers)
+
+
+def effective_rank(matrix: torch.Tensor) -> float:
+    """Effective rank (Roy & Vetterli, 2007) of a ``[N, D]`` matrix after centring its columns:
+    exp(H(p)), p_i = s_i / Σ_j s_j over its singular values s. 1 for rank one, D for a white matrix."""
+    centred = matrix.double() - matrix.double().mean(0, keepdim=True)
+    singular = torch.linalg.svdvals(centred)
+    if singular.sum() <= 0:
+        return 0.0
+    p = singular / singular.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def collapse_diagnostics(mu: torch.Tensor, dead_threshold: float = 0.01) -> dict[str, float | list[float]]:
+    """How collapsed a set of token means is.
+
+    Args:
+        mu (`torch.Tensor` of shape `[N, K, d_z]` or `[N, D]`): token means of N items (the K tokens are
+            concatenated).
+        dead_threshold (`float`): a dimension is *near-dead* when its variance is below this fraction of the
+            largest per-dimension variance.
+
+    Returns:
+        `dict` with `per_dim_variance` (list), `mean_variance`, `effective_rank`, `dead_fraction`.
+    """
+    flat = mu.reshape(mu.shape[0], -1).double()  # [N, K·d_z]
+    variance = flat.var(dim=0, unbiased=False)
+    top = float(variance.max()) if variance.numel() else 0.0
+    dead = float((variance <= dead_threshold * top).double().mean()) if top > 0 else 1.0
+    return {
+        "per_dim_variance": variance.tolist(),
+        "mean_variance": float(variance.mean()),
+        "effective_rank": effective_rank(flat),
+        "dead_fraction": dead,
+    }
+
+
+class ContRecTokenizer(PreTrainedModel):
+    """The σ-VAE item tokenizer.
+
+    Example:
+        ```python
+        >>> import torch
+        >>> from contrec_hf import ContRecTokenizer, ContRecTokenizerConfig
+        >>> tokenizer = ContRecTokenizer(ContRecTokenizerConfig(input_dim=37, num_tokens=2, token_dim=16))
+        >>> features = torch.randn(5, 37)
+        >>> tokenizer.fit_normalization(features)
+        >>> out = tokenizer(features)            # training mode: masking + σ-sampling, out.loss is the MSE
+        >>> tokenizer.encode(features).shape     # μ, no noise
+        torch.Size([5, 2, 16])
+        ```
+    """
+
+    config_class = ContRecTokenizerConfig
+    base_model_prefix = "item_tokenizer"
+    main_input_name = "features"
+
+    def __init__(self, config: ContRecTokenizerConfig) -> None:
+        super().__init__(config)
+        c = config
+        enc_sizes = [c.input_dim, *c.encoder_hidden_sizes]
+        if c.multi_encoder:  # technique 3: K independent encoders
+            self.encoders = nn.ModuleList(_mlp([*enc_sizes, c.token_dim], c.dropout) for _ in range(c.num_tokens))
+        else:  # one shared encoder emits the K tokens together
+            self.encoders = nn.ModuleList([_mlp([*enc_sizes, c.num_tokens * c.token_dim], c.dropout)])
+        self.decoder = _mlp([c.token_dim, *c.decoder_hidden_sizes, c.input_dim], c.dropout)
+        self.mask_offset = nn.Parameter(torch.zeros(c.input_dim))  # technique 2's learned offset
+        # Persistent buffers: saved with the weights, so they survive from_pretrained (no meta-device trap).
+        self.register_buffer("feature_mean", torch.zeros(c.input_dim))
+        self.register_buffer("feature_std", torch.ones(c.input_dim))
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            init.xavier_uniform_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, ContRecTokenizer):
+            init.zeros_(module.mask_offset)
+            init.zeros_(module.feature_mean)
+            init.ones_(module.feature_std)
+
+    # ------------------------------------------------------------------------------------------ input
+    def _check_features(self, features: torch.Tensor) -> None:
+        if not isinstance(features, torch.Tensor) or features.ndim != 2:
+            shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+            raise ValueError(f"features must be a [batch, {self.config.input_dim}] tensor, got {shape}")
+        if features.shape[1] != self.config.input_dim:
+            raise ValueError(
+                f"features have dimension {features.shape[1]}, but this tokenizer was built for "
+                f"input_dim={self.config.input_dim}"
+            )
+        if not torch.isfinite(features).all():
+            bad = int((~torch.isfinite(features)).any(dim=1).sum())
+            raise ValueError(f"features hold NaN or inf values in {bad} row(s)")
+
+    @torch.no_grad()
+    def fit_normalization(self, features: torch.Tensor) -> None:
+        """Set the per-dimension mean and std used to standardise inputs (fit on training items only)."""
+        self._check_features(features)
+        if not self.config.normalize_inputs:
+            return
+        self.feature_mean.copy_(features.mean(0))
+        self.feature_std.copy_(features.std(0, unbiased=False).clamp_min(1e-6))
+
+    def normalize(self, features: torch.Tensor) -> torch.Tensor:
+        """x → (x − mean) / std when `normalize_inputs`, else x."""
+        if not self.config.normalize_inputs:
+            return features
+        return (features - self.feature_mean) / self.feature_std
+
+    # ---------------------------------------------------------------------------------- encode/decode
+    def _mu(self, normalized: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        if c.multi_encoder:
+            return torch.stack([encoder(normalized) for encoder in self.encoders], dim=1)  # [B, K, d_z]
+        return self.encoders[0](normalized).view(-1, c.num_tokens, c.token_dim)  # [B, K, d_z]
+
+    def encode(self, features: torch.Tensor) -> torch.Tensor:
+        """Token means μ (no masking, no noise, whatever the mode).
+
+        Args:
+            features (`torch.Tensor` of shape `[batch, input_dim]`).
+
+        Returns:
+            `torch.Tensor` of shape `[batch, num_tokens, token_dim]`.
+        """
+        self._check_features(features)
+        was_training = self.training
+        self.eval()
+        try:
+            return self._mu(self.normalize(features))
+        finally:
+            self.train(was_training)
+
+    def latent(self, features: torch.Tensor) -> torch.Tensor:
+        """The item's latent in the retrieval space: the mean of its K token means, `[batch, token_dim]`."""
+        return self.encode(features).mean(dim=1)
+
+    def decode(self, tokens: torch.Tensor, denormalize: bool = True) -> torch.Tensor:
+        """Reconstruct features from tokens `[batch, K, d_z]` (averaged) or a latent `[batch, d_z]`.
+
+        Returns `[batch, input_dim]` in the original feature space (or the normalised one if
+        `denormalize=False`).
+        """
+        if tokens.ndim == 3:
+            tokens = tokens.mean(dim=1)
+        if tokens.ndim != 2 or tokens.shape[-1] != self.config.token_dim:
+            raise ValueError(
+                f"tokens must be [batch, K, {self.config.token_dim}] or [batch, {self.config.token_dim}], "
+                f"got {tuple(tokens.shape)}"
+            )
+        out = self.decoder(tokens)  # [B, d_in]
+        if denormalize and self.config.normalize_inputs:
+            out = out * self.feature_std + self.feature_mean
+        return out
+
+    # ------------------------------------------------------------------------------------------ train
+    def forward(
+        self, features: torch.Tensor, return_loss: bool = True, return_dict: bool | None = None
+    ) -> ContRecTokenizerOutput | tuple:
+        """Encode, sample, decode and (with `return_loss`) compute the loss.
+
+        Args:
+            features (`torch.Tensor` of shape `[batch, input_dim]`): item feature vectors.
+            return_loss (`bool`): compute `loss` (kept for transformers' Trainer evaluation).
+            return_dict (`bool`, *optional*): return a [`ContRecTokenizerOutput`] (default) or a tuple.
+        """
+        self._check_features(features)
+        c = self.config
+        target = self.normalize(features)  # [B, d_in]
+        inputs = target
+        if self.training and c.feature_masking and c.mask_ratio > 0:  # technique 2
+            mask = torch.rand_like(inputs) < c.mask_ratio  # [B, d_in]
+            inputs = torch.where(mask, self.mask_offset.expand_as(inputs), inputs)
+        mu = self._mu(inputs)  # [B, K, d_z]
+        tokens = mu
+        if self.training and c.sigma_sampling:  # technique 1: σ ~ N(0, C_σ) per example, not learned
+            sigma = torch.randn(mu.shape[0], 1, 1, device=mu.device, dtype=mu.dtype) * c.sigma_std
+            tokens = mu + sigma * torch.randn_like(mu)
+        reconstruction = self.decoder(tokens.mean(dim=1))  # [B, d_in], decoded from the mean of the K tokens
+
+        loss = recon_loss = mu_loss = bt_loss = None
+        if return_loss:
+            recon_loss = F.mse_loss(reconstruction, target)
+            loss = recon_loss
+            if c.mu_regularizer_weight > 0:
+                mu_loss = mu.pow(2).mean()
+                loss = loss + c.mu_regularizer_weight * mu_loss
+            if c.barlow_twins_weight > 0 and c.num_tokens > 1:
+                bt_loss = self._barlow_twins(mu)
+                loss = loss + c.barlow_twins_weight * bt_loss
+        out = ContRecTokenizerOutput(
+            loss=loss,
+            reconstruction=reconstruction,
+            tokens=tokens,
+            mu=mu,
+            reconstruction_loss=recon_loss,
+            mu_loss=mu_loss,
+            barlow_twins_loss=bt_loss,
+        )
+        use_dict = return_dict if return_dict is not None else self.config.return_dict
+        return out if use_dict else out.to_tuple()
+
+    def _barlow_twins(self, mu: torch.Tensor) -> torch.Tensor:
+        """Barlow Twins (Zbontar et al., 2021) between every pair of ways: Σ_i (1 − C_ii)² + λ Σ_{i≠j} C_ij²,
+        C the cross-correlation of the batch-standardised token means, averaged over pairs."""
+        standardized = (mu - mu.mean(0)) / (mu.std(0, unbiased=False) + 1e-5)  # [B, K, d_z]
+        batch, k, _ = mu.shape
+        total = mu.new_zeros(())
+        pairs = 0
+        for a in range(k):
+            for b in range(a + 1, k):
+                corr = standardized[:, a].T @ standardized[:, b] / batch  # [d_z, d_z]
+                on_diag = (1 - corr.diagonal()).pow(2).sum()
+                off_diag = corr.pow(2).sum() - corr.diagonal().pow(2).sum()
+                total = total + on_diag + self.config.barlow_offdiag_weight * off_diag
+                pairs += 1
+        return total / pairs
