@@ -98,7 +98,8 @@ def train_tokenizer(
         >>> from contrec_hf import ContRecTokenizerConfig
         >>> from contrec_hf.training import TokenizerTrainingArguments, train_tokenizer
         >>> feats = torch.randn(200, 24)
-        >>> result = train_tokenizer(feats, ContRecTokenizerConfig(input_dim=24), TokenizerTrainingArguments(max_epochs=3))
+        >>> args = TokenizerTrainingArguments(max_epochs=3)
+        >>> result = train_tokenizer(feats, ContRecTokenizerConfig(input_dim=24), args, progress=False)
         >>> sorted(result.diagnostics)[:3]
         ['dead_fraction', 'effective_rank', 'epochs']
         ```

@@ -13,6 +13,7 @@ Loss: MSE(x̂, x) (+ optional μ-regulariser and Barlow-Twins decorrelation betw
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import torch
@@ -53,7 +54,7 @@ class ContRecTokenizerOutput(ModelOutput):
 def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
     """Linear → LayerNorm → ReLU → Dropout for every hidden width; the last layer is a plain Linear."""
     layers: list[nn.Module] = []
-    for d_in, d_out in zip(sizes[:-2], sizes[1:-1]):
+    for d_in, d_out in itertools.pairwise(sizes[:-1]):
         layers += [nn.Linear(d_in, d_out), nn.LayerNorm(d_out), nn.ReLU(), nn.Dropout(dropout)]
     layers.append(nn.Linear(sizes[-2], sizes[-1]))
     return nn.Sequential(*layers)
