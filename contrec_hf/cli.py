@@ -3,6 +3,7 @@
 ```
 contrec-hf data stats --dataset ml-100k [--json]
 contrec-hf baseline --model pop sasrec --dataset ml-100k --output runs/baselines [--seed 0]
+contrec-hf tokenizer train --dataset ml-100k --features {collaborative,text,hybrid} --output runs/tokenizer
 ```
 Errors on bad input are printed as one line, without a traceback, and the exit status is 2.
 """
@@ -108,6 +109,46 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
+    from .features import CollaborativeConfig
+    from .training import TokenizerTrainingArguments, run_tokenizer_stage
+
+    output = Path(args.output)
+    if (output / "config.json").exists() and not args.overwrite:
+        raise ContRecError(f"{output} already holds a trained tokenizer; pass --overwrite to replace it")
+    data = _load_data(args)
+    tokenizer_kwargs = {
+        "sigma_sampling": not args.no_sigma_sampling,
+        "feature_masking": not args.no_feature_masking,
+        "multi_encoder": not args.no_multi_encoder,
+        "mu_regularizer_weight": args.mu_regularizer,
+        "barlow_twins_weight": args.barlow_twins,
+    }
+    sizes = {"num_tokens": args.num_tokens, "token_dim": args.token_dim}
+    tokenizer_kwargs.update({k: v for k, v in sizes.items() if v is not None})
+    training = {"seed": args.seed, "max_epochs": args.max_epochs, "batch_size": args.batch_size}
+    result = run_tokenizer_stage(
+        data,
+        args.features,
+        output,
+        tokenizer_kwargs=tokenizer_kwargs,
+        args=TokenizerTrainingArguments(**{k: v for k, v in training.items() if v is not None}),
+        features_dir=args.features_dir,
+        collaborative=CollaborativeConfig(method=args.cf_method, dim=args.cf_dim, seed=args.seed),
+        text_encoder=args.text_encoder,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    d = result.diagnostics
+    print(f"tokenizer for {data.name} ({args.features} features) saved to {output}")
+    print(f"heldout_mse        {d['heldout_mse']:.4f}  (standardised features; predicting the mean scores 1.0)")
+    print(f"validation_mse     {d['validation_mse']:.4f}  (best epoch {d['best_epoch']} of {d['epochs']})")
+    print(f"effective_rank     {d['effective_rank']:.2f} of {d['max_effective_rank']}")
+    print(f"dead_fraction      {d['dead_fraction']:.3f}")
+    print(f"diagnostics written to {output / 'diagnostics.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contrec-hf", description="ContRec recommendation on Hugging Face.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -143,6 +184,30 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--patience", type=int)
     group.add_argument("--window", choices=("last", "random"))
     baseline.set_defaults(func=_cmd_baseline)
+
+    tokenizer = commands.add_parser("tokenizer", help="stage 1: the σ-VAE item tokenizer")
+    tokenizer_commands = tokenizer.add_subparsers(dest="tokenizer_command", required=True)
+    train = tokenizer_commands.add_parser("train", help="build item features and train the tokenizer on them")
+    _add_dataset_arguments(train)
+    train.add_argument("--features", choices=("collaborative", "text", "hybrid"), default="collaborative")
+    train.add_argument("--output", required=True, help="folder for the tokenizer and diagnostics.json")
+    train.add_argument("--features-dir", help="where item features are cached (default: OUTPUT/features)")
+    train.add_argument("--cf-method", choices=("lightgcn", "mf"), default="lightgcn", help="collaborative model")
+    train.add_argument("--cf-dim", type=int, default=64, help="collaborative embedding size")
+    train.add_argument("--text-encoder", help="HF encoder path or Hub id (default: the MiniLM wheel)")
+    train.add_argument("--num-tokens", type=int, help="K, tokens per item (default 2)")
+    train.add_argument("--token-dim", type=int, help="d_z, size of each token (default 64)")
+    train.add_argument("--no-sigma-sampling", action="store_true", help="switch off technique 1")
+    train.add_argument("--no-feature-masking", action="store_true", help="switch off technique 2")
+    train.add_argument("--no-multi-encoder", action="store_true", help="switch off technique 3 (one shared encoder)")
+    train.add_argument("--mu-regularizer", type=float, default=0.0, help="weight of the μ-norm regulariser")
+    train.add_argument("--barlow-twins", type=float, default=0.0, help="weight of the Barlow-Twins term")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--overwrite", action="store_true", help="replace a tokenizer already in --output")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(func=_cmd_tokenizer_train)
     return parser
 
 

@@ -20,6 +20,9 @@ from contrec_hf.data import SequentialDataset, build_interactions, leave_one_out
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
+# The fake Hub server (tests/hub_fixtures.py): `fake_hub` fixture for offline push_to_hub round trips.
+pytest_plugins = ["hub_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:

@@ -1,5 +1,17 @@
 """Trainers: stage 1 (the σ-VAE item tokenizer)."""
 
-from .tokenizer import TokenizerTrainingArguments, TokenizerTrainingResult, split_items, train_tokenizer
+from .tokenizer import (
+    TokenizerTrainingArguments,
+    TokenizerTrainingResult,
+    run_tokenizer_stage,
+    split_items,
+    train_tokenizer,
+)
 
-__all__ = ["TokenizerTrainingArguments", "TokenizerTrainingResult", "split_items", "train_tokenizer"]
+__all__ = [
+    "TokenizerTrainingArguments",
+    "TokenizerTrainingResult",
+    "run_tokenizer_stage",
+    "split_items",
+    "train_tokenizer",
+]

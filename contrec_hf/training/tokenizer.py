@@ -10,15 +10,23 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import ContRecError
 from ..models.tokenizer import ContRecTokenizer, ContRecTokenizerConfig, collapse_diagnostics, effective_rank
-from ..utils import set_seed
+from ..utils import set_seed, write_json
 
-__all__ = ["TokenizerTrainingArguments", "TokenizerTrainingResult", "split_items", "train_tokenizer"]
+__all__ = [
+    "TokenizerTrainingArguments",
+    "TokenizerTrainingResult",
+    "run_tokenizer_stage",
+    "split_items",
+    "train_tokenizer",
+]
 
 
 @dataclass
@@ -164,3 +172,47 @@ def train_tokenizer(
         "training_arguments": asdict(args),
     }
     return TokenizerTrainingResult(tokenizer=tokenizer, diagnostics=diagnostics, history=history, split=split)
+
+
+def run_tokenizer_stage(
+    data,
+    feature_kind: str,
+    output_dir: str | Path,
+    *,
+    tokenizer_kwargs: dict[str, Any] | None = None,
+    args: TokenizerTrainingArguments | None = None,
+    features_dir: str | Path | None = None,
+    collaborative=None,
+    text_encoder: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> TokenizerTrainingResult:
+    """Stage 1 end to end: item features (built, or reused from ``features_dir``) → trained tokenizer.
+
+    Writes to ``output_dir``: the tokenizer (``config.json`` + ``model.safetensors``, loadable with
+    ``ContRecTokenizer.from_pretrained``), ``diagnostics.json``, ``training_history.json`` and
+    ``item_split.json``; the features go to ``features_dir`` (default ``output_dir/features``).
+    An existing tokenizer in ``output_dir`` is never replaced unless ``overwrite=True``.
+    """
+    from ..features import build_item_features
+
+    output_dir = Path(output_dir)
+    if (output_dir / "config.json").exists() and not overwrite:
+        raise ContRecError(f"{output_dir} already holds a trained tokenizer; pass overwrite=True (--overwrite)")
+    features_dir = Path(features_dir) if features_dir is not None else output_dir / "features"
+    features = build_item_features(
+        data,
+        feature_kind,
+        collaborative=collaborative,
+        text_encoder=text_encoder,
+        cache_dir=features_dir,
+        progress=progress,
+    )
+    config = ContRecTokenizerConfig(input_dim=features.dim, **(tokenizer_kwargs or {}))
+    result = train_tokenizer(features.features, config, args, progress=progress)
+    result.diagnostics.update(feature_kind=feature_kind, dataset=data.name, features_dir=str(features_dir))
+    result.tokenizer.save_pretrained(output_dir)
+    write_json(output_dir / "diagnostics.json", result.diagnostics)
+    write_json(output_dir / "training_history.json", result.history)
+    write_json(output_dir / "item_split.json", {k: [data.item_ids[i] for i in v] for k, v in result.split.items()})
+    return result

@@ -168,3 +168,15 @@ def test_bad_features():
         tok(bad)
     with pytest.raises(ValueError, match="tokens must be"):
         tok.decode(torch.randn(4, 12))
+
+
+def test_push_to_hub_and_load_by_repo_id(features, fake_hub):
+    tok = make()
+    tok.fit_normalization(features)
+    tok.eval()
+    repo = f"{fake_hub.user}/tiny-contrec-tokenizer"
+    tok.push_to_hub(repo, token=fake_hub.token)
+    assert {"config.json", "model.safetensors"} <= set(fake_hub.list_files(repo))
+    back = AutoModel.from_pretrained(repo, token=fake_hub.token)
+    assert isinstance(back, ContRecTokenizer)
+    assert torch.equal(back.encode(features), tok.encode(features))
