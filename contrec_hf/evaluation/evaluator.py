@@ -1,7 +1,8 @@
 """Leave-one-out full-ranking evaluation of any scorer (METHOD.md §6).
 
-A *scorer* is any callable ``scorer(histories) -> scores`` (or ``scorer(histories, users)``) that maps a batch of item-index histories
-(a list of lists) to a ``[batch, num_items]`` tensor of scores over the whole catalog. The evaluator
+A *scorer* is any callable ``scorer(histories) -> scores`` (or ``scorer(histories, users)``) that maps a
+batch of item-index histories (a list of lists) to a ``[batch, num_items]`` tensor of scores over the whole
+catalog. The evaluator
 masks every history item, ranks all items in memory-bounded chunks of users, refuses non-finite scores
 and reports HR@K / NDCG@K (K ∈ {5, 10, 20}) and MRR. Validation and test use the same code.
 """
