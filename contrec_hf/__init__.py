@@ -9,12 +9,24 @@ from .baselines import PopularityRecommender, SASRec, SASRecConfig, SASRecTraine
 from .data import SequentialDataset, load_interactions, load_sequential_dataset
 from .errors import ContRecError, DataError, DatasetNotFoundError, EvaluationError
 from .evaluation import compute_metrics, evaluate_scorer
-from .models import ContRecTokenizer, ContRecTokenizerConfig, ContRecTokenizerOutput
+from .models import (
+    ContRecConfig,
+    ContRecDenoiser,
+    ContRecForRecommendation,
+    ContRecOutput,
+    ContRecTokenizer,
+    ContRecTokenizerConfig,
+    ContRecTokenizerOutput,
+)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ContRecConfig",
+    "ContRecDenoiser",
     "ContRecError",
+    "ContRecForRecommendation",
+    "ContRecOutput",
     "ContRecTokenizer",
     "ContRecTokenizerConfig",
     "ContRecTokenizerOutput",

@@ -66,3 +66,23 @@ def test_console_entry_point_runs_as_a_process():
     )
     assert proc.returncode == 2
     assert "unknown dataset 'nope'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["collaborative", "text", "hybrid"])
+def test_tokenizer_train_on_a_table(kind, tmp_path, fixtures_dir, capsys):
+    from contrec_hf.models import ContRecTokenizer
+
+    table = fixtures_dir / "table" / "interactions.csv"
+    out = tmp_path / "tok"
+    argv = ["tokenizer", "train", "--dataset", "table", "--data-path", str(table), "--features", kind]
+    argv += ["--output", str(out), "--max-epochs", "3", "--cf-dim", "8", "--token-dim", "8", "--no-progress"]
+    assert main(argv) == 0
+    diagnostics = json.loads((out / "diagnostics.json").read_text())
+    assert {"heldout_mse", "effective_rank", "dead_fraction"} <= set(diagnostics)
+    assert diagnostics["feature_kind"] == kind
+    assert "heldout_mse" in capsys.readouterr().out
+    tokenizer = ContRecTokenizer.from_pretrained(out)
+    assert tokenizer.config.token_dim == 8
+    assert (out / "features" / "features.safetensors").is_file()
+    assert main(argv) == 2  # never replaces a trained tokenizer without --overwrite
+    assert "--overwrite" in capsys.readouterr().err

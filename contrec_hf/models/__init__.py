@@ -1,7 +1,9 @@
-"""Models: the σ-VAE item tokenizer (and, later, the recommender and its denoiser), registered with Auto*."""
+"""Models: the σ-VAE item tokenizer, the recommender and its denoiser, registered with the Auto classes."""
 
 from transformers import AutoConfig, AutoModel
 
+from .contrec import ContRecConfig, ContRecForRecommendation, ContRecOutput, ContRecPreTrainedModel
+from .denoiser import ContRecDenoiser, ContRecDenoiserOutput, dispersive_loss
 from .tokenizer import (
     ContRecTokenizer,
     ContRecTokenizerConfig,
@@ -12,11 +14,20 @@ from .tokenizer import (
 
 AutoConfig.register(ContRecTokenizerConfig.model_type, ContRecTokenizerConfig, exist_ok=True)
 AutoModel.register(ContRecTokenizerConfig, ContRecTokenizer, exist_ok=True)
+AutoConfig.register(ContRecConfig.model_type, ContRecConfig, exist_ok=True)
+AutoModel.register(ContRecConfig, ContRecForRecommendation, exist_ok=True)
 
 __all__ = [
+    "ContRecConfig",
+    "ContRecDenoiser",
+    "ContRecDenoiserOutput",
+    "ContRecForRecommendation",
+    "ContRecOutput",
+    "ContRecPreTrainedModel",
     "ContRecTokenizer",
     "ContRecTokenizerConfig",
     "ContRecTokenizerOutput",
     "collapse_diagnostics",
+    "dispersive_loss",
     "effective_rank",
 ]

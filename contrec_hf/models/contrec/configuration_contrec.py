@@ -1,0 +1,144 @@
+"""Configuration of ContRecForRecommendation (ContRec, arXiv 2504.12007; METHOD.md §3–4)."""
+
+from typing import ClassVar, Literal
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+from ..config_utils import reject_unknown_kwargs
+from ..tokenizer import ContRecTokenizerConfig
+
+__all__ = ["PREDICTION_TYPES", "ContRecConfig"]
+
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+NOISE_SCHEDULES = ("exp", "linear", "scaled_linear", "squaredcos_cap_v2")
+
+# A small Llama that trains in minutes on a CPU: the default backbone of the main job and of the tests.
+TINY_LLAMA = {
+    "vocab_size": 4096,
+    "hidden_size": 128,
+    "intermediate_size": 344,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "max_position_embeddings": 2048,
+    "tie_word_embeddings": True,
+}
+
+
+@strict
+class ContRecConfig(PreTrainedConfig):
+    r"""Configuration of [`ContRecForRecommendation`]: any causal LM (`text_config`) plus the σ-VAE item
+    tokenizer (`item_tokenizer_config`), the projector from tokens to the LM, and the Dispersive Diffusion head.
+
+    Args:
+        text_config (`dict` or `PreTrainedConfig`, *optional*): the causal LM's config, resolved through
+            `AutoConfig` (a dict needs `model_type`). Defaults to a tiny Llama.
+        item_tokenizer_config (`dict` or [`ContRecTokenizerConfig`], *optional*): the item tokenizer's config.
+        item_start_token_id / item_end_token_id / item_token_id / pref_token_id (`int`, *optional*): ids of
+            `<item>`, `</item>`, the continuous-token placeholder (repeated K times per item) and `<pref>`.
+            Set by [`ContRecForRecommendation.add_special_tokens`] (or by you).
+        max_history (`int`, defaults to 20): L, the number of most recent history items in a prompt.
+        max_title_length (`int`, defaults to 50): characters of each title kept in a prompt.
+        projector_hidden_size (`int`, defaults to 256): hidden width of the d_z → LM-hidden projector.
+        condition_dim (`int`, defaults to 256): size of the condition c = proj(h) fed to the denoiser.
+        denoiser_hidden_size (`int`, defaults to 256) / denoiser_num_blocks (`int`, defaults to 3): denoiser size.
+        num_train_timesteps (`int`, defaults to 200): T.
+        noise_schedule (`str`, defaults to `"exp"`): the authors' "exp" VP schedule (passed to diffusers as
+            `trained_betas`), or a diffusers `beta_schedule`: `"linear"`, `"scaled_linear"`, `"squaredcos_cap_v2"`.
+        prediction_type (`str`, defaults to `"sample"`): what the denoiser predicts: `"epsilon"`, `"sample"` (x₀,
+            as in DreamRec) or `"v_prediction"`.
+        condition_dropout (`float`, defaults to 0.1): probability of replacing c by the learned null condition
+            (classifier-free guidance).
+        lm_loss_weight (`float`, defaults to 0.5): λ_lm. dispersive_loss_weight (`float`, defaults to 0.5): λ_disp.
+        dispersive_temperature (`float`, defaults to 1.0): τ of the Dispersive Loss.
+        detach_condition (`bool`, defaults to `False`): stop diffusion gradients from reaching the LM.
+        fast_path_probability (`float`, defaults to 0.5): fraction of training samples whose response is
+            dropped, `<pref>` following the prompt directly, so the fast path (no text generation) is trained.
+        diffusion_batch_multiplier (`int`, defaults to 4): noise draws per condition in each training step
+            (MAR's trick: the LM runs once, the cheap head several times).
+
+    Example:
+        ```python
+        >>> from transformers import Qwen2Config
+        >>> from contrec_hf import ContRecConfig
+        >>> config = ContRecConfig(text_config=Qwen2Config(vocab_size=99, hidden_size=32, intermediate_size=37,
+        ...     num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2))
+        >>> config.num_item_tokens, config.prediction_type
+        (2, 'sample')
+        ```
+    """
+
+    model_type = "contrec"
+    sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
+        "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama", init_kwargs=TINY_LLAMA),
+        "item_tokenizer_config": SubConfigSpec(config_class=ContRecTokenizerConfig),
+    }
+
+    text_config: dict | PreTrainedConfig | None = None
+    item_tokenizer_config: dict | PreTrainedConfig | None = None
+    item_start_token_id: int | None = None
+    item_end_token_id: int | None = None
+    item_token_id: int | None = None
+    pref_token_id: int | None = None
+    max_history: int = 20
+    max_title_length: int = 50
+    projector_hidden_size: int = 256
+    condition_dim: int = 256
+    denoiser_hidden_size: int = 256
+    denoiser_num_blocks: int = 3
+    num_train_timesteps: int = 200
+    noise_schedule: Literal["exp", "linear", "scaled_linear", "squaredcos_cap_v2"] = "exp"
+    prediction_type: Literal["epsilon", "sample", "v_prediction"] = "sample"
+    condition_dropout: float = 0.1
+    lm_loss_weight: float = 0.5
+    dispersive_loss_weight: float = 0.5
+    dispersive_temperature: float = 1.0
+    detach_condition: bool = False
+    fast_path_probability: float = 0.5
+    diffusion_batch_multiplier: int = 4
+    tie_word_embeddings: bool = False
+
+    def __post_init__(self, **kwargs):
+        reject_unknown_kwargs(self, kwargs)
+        super().__post_init__(**kwargs)
+        self._check_causal_lm()
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+        for name in ("max_history", "max_title_length", "projector_hidden_size", "condition_dim",
+                     "denoiser_hidden_size", "denoiser_num_blocks", "num_train_timesteps",
+                     "diffusion_batch_multiplier"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        for name in ("condition_dropout", "fast_path_probability"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("lm_loss_weight", "dispersive_loss_weight", "dispersive_temperature"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+
+    def _check_causal_lm(self) -> None:
+        """Refuse a text_config that is not a decoder-only causal LM (an encoder such as BERT, a seq2seq)."""
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+            MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        )
+
+        text, kind = self.text_config, self.text_config.model_type
+        encoder = kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(text, "is_decoder", False)
+        if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or encoder or text.is_encoder_decoder:
+            raise ValueError(
+                f"text_config must describe a decoder-only causal LM (AutoModelForCausalLM), got model_type {kind!r}; "
+                "use e.g. llama, qwen2, gpt2 or mistral"
+            )
+
+    @property
+    def num_item_tokens(self) -> int:
+        """K, the continuous tokens per item (the item tokenizer's `num_tokens`)."""
+        return self.item_tokenizer_config.num_tokens
+
+    @property
+    def latent_dim(self) -> int:
+        """d_z, the size of an item latent and of the generated preference latent."""
+        return self.item_tokenizer_config.token_dim

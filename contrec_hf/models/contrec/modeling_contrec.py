@@ -1,0 +1,333 @@
+"""ContRecForRecommendation: any causal LM + continuous item tokens + Dispersive Diffusion head.
+
+Qu et al., "Diffusion Generative Recommendation with Continuous Tokens" (arXiv 2504.12007); METHOD.md §3–4.
+The σ-VAE item tokenizer turns the features of each history item into K continuous tokens; a projector maps
+them to the LM's hidden size and they replace the placeholder embeddings of the prompt (a masked scatter, as
+LLaVA splices image features). The LM writes a textual reasoning ending in ``<pref>``; the last-layer hidden
+state h at ``<pref>`` becomes the condition c = proj(h) of a conditional denoiser that generates the next
+item's latent. Loss: L = λ_lm·L_LM + L_diff + λ_disp·L_disp.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from torch import nn
+from transformers import AutoModelForCausalLM, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from ..denoiser import ContRecDenoiser, dispersive_loss
+from ..tokenizer import ContRecTokenizer
+from .configuration_contrec import ContRecConfig
+
+__all__ = ["ContRecForRecommendation", "ContRecOutput", "ContRecPreTrainedModel", "exp_noise_betas"]
+
+
+def exp_noise_betas(num_steps: int = 200, beta_min: float = 0.1, beta_max: float = 10.0) -> list[float]:
+    """The authors' "exp" VP schedule: β_t = 1 − exp(−β_min/T − u_t·(β_max − β_min)/(2T²)), u = linspace(1, 2T+1, T).
+    With T = 200: β_1 ≈ 6.2e-4, β_T ≈ 0.049, ᾱ_T ≈ 6.25e-3 (METHOD.md §4)."""
+    u = torch.linspace(1, 2 * num_steps + 1, num_steps, dtype=torch.float64)
+    betas = 1 - torch.exp(-beta_min / num_steps - u * (beta_max - beta_min) / (2 * num_steps**2))
+    return betas.tolist()
+
+
+def build_noise_scheduler(config: ContRecConfig) -> DDPMScheduler:
+    """The training noise scheduler (DDPM) described by ``config``; ``clip_sample`` is off (latents are not images)."""
+    kwargs = {
+        "num_train_timesteps": config.num_train_timesteps,
+        "prediction_type": config.prediction_type,
+        "clip_sample": False,
+    }
+    if config.noise_schedule == "exp":
+        kwargs["trained_betas"] = exp_noise_betas(config.num_train_timesteps)
+    else:
+        kwargs["beta_schedule"] = config.noise_schedule
+    return DDPMScheduler(**kwargs)
+
+
+@dataclass
+class ContRecOutput(ModelOutput):
+    """Output of [`ContRecForRecommendation.forward`].
+
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): λ_lm·L_LM + L_diff + λ_disp·L_disp.
+        lm_loss / diffusion_loss / dispersive_loss (`torch.FloatTensor` of shape `()`, *optional*): the parts.
+        condition (`torch.FloatTensor` of shape `(batch, condition_dim)`): c = proj(h at `<pref>`).
+        logits (`torch.FloatTensor` of shape `(batch, seq_len, vocab)`, *optional*): the LM's logits.
+    """
+
+    loss: torch.FloatTensor | None = None
+    lm_loss: torch.FloatTensor | None = None
+    diffusion_loss: torch.FloatTensor | None = None
+    dispersive_loss: torch.FloatTensor | None = None
+    condition: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+
+
+class ContRecPreTrainedModel(PreTrainedModel):
+    config_class = ContRecConfig
+    base_model_prefix = "contrec"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, ContRecDenoiser):  # children are initialised first: restore its zero-init
+            module._zero_init()
+        elif isinstance(module, ContRecForRecommendation):
+            nn.init.normal_(module.null_condition, std=0.02)
+
+
+class ContRecForRecommendation(ContRecPreTrainedModel):
+    """The ContRec recommender.
+
+    Example:
+        ```python
+        >>> import torch
+        >>> from contrec_hf import ContRecConfig, ContRecForRecommendation
+        >>> config = ContRecConfig(text_config={"model_type": "llama", "vocab_size": 99, "hidden_size": 32,
+        ...     "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2},
+        ...     item_tokenizer_config={"input_dim": 24, "token_dim": 16}, item_start_token_id=95,
+        ...     item_end_token_id=96, item_token_id=97, pref_token_id=98)
+        >>> model = ContRecForRecommendation(config)
+        >>> ids = torch.tensor([[5, 95, 97, 97, 96, 7, 98]])          # one history item (K = 2), then <pref>
+        >>> out = model(input_ids=ids, item_features=torch.randn(1, 24), target_features=torch.randn(1, 24))
+        >>> out.condition.shape
+        torch.Size([1, 256])
+        ```
+    """
+
+    def __init__(self, config: ContRecConfig, language_model: PreTrainedModel | None = None) -> None:
+        super().__init__(config)
+        self.language_model = language_model or AutoModelForCausalLM.from_config(config.text_config)
+        self.item_tokenizer = ContRecTokenizer(config.item_tokenizer_config)
+        hidden = config.text_config.get_text_config().hidden_size
+        d_z = config.latent_dim
+        self.projector = nn.Sequential(  # d_z → LM hidden
+            nn.Linear(d_z, config.projector_hidden_size), nn.GELU(), nn.Linear(config.projector_hidden_size, hidden)
+        )
+        self.condition_projector = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, config.condition_dim))
+        self.null_condition = nn.Parameter(torch.zeros(config.condition_dim))  # CFG's unconditional input
+        self.denoiser = ContRecDenoiser(
+            latent_dim=d_z,
+            condition_dim=config.condition_dim,
+            hidden_dim=config.denoiser_hidden_size,
+            num_blocks=config.denoiser_num_blocks,
+        )
+        self._noise_scheduler: DDPMScheduler | None = None
+        self.post_init()
+        self.freeze_item_tokenizer()
+
+    # ------------------------------------------------------------------------ plumbing & accessors
+    @property
+    def noise_scheduler(self) -> DDPMScheduler:
+        """The training scheduler, built lazily from the config (never a module buffer: no meta-device trap)."""
+        if self._noise_scheduler is None:
+            self._noise_scheduler = build_noise_scheduler(self.config)
+        return self._noise_scheduler
+
+    def freeze_item_tokenizer(self) -> None:
+        """Targets must not drift (METHOD.md §4): the tokenizer is frozen (and kept in eval mode)."""
+        self.item_tokenizer.requires_grad_(False)
+        self.item_tokenizer.eval()
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if not any(p.requires_grad for p in self.item_tokenizer.parameters()):
+            self.item_tokenizer.eval()
+        return self
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.language_model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_input_embeddings(value)
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return self.language_model.get_output_embeddings()
+
+    def set_output_embeddings(self, value: nn.Module) -> None:
+        self.language_model.set_output_embeddings(value)
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, **kwargs) -> nn.Embedding:
+        embeddings = self.language_model.resize_token_embeddings(new_num_tokens, **kwargs)
+        self.config.text_config.vocab_size = embeddings.num_embeddings
+        return embeddings
+
+    def add_special_tokens(self, text_tokenizer) -> None:
+        """Add `<item>`, `</item>`, `<item_token>` and `<pref>` to ``text_tokenizer`` if missing, resize the
+        LM's embeddings when the vocabulary grew, and record the ids in the config."""
+        from ...data.prompts import SPECIAL_TOKENS
+
+        missing = [t for t in SPECIAL_TOKENS.values() if t not in text_tokenizer.get_vocab()]
+        if missing:
+            text_tokenizer.add_special_tokens({"additional_special_tokens": missing})
+        if text_tokenizer.pad_token is None:
+            text_tokenizer.pad_token = text_tokenizer.eos_token
+        if len(text_tokenizer) > self.get_input_embeddings().num_embeddings:
+            self.resize_token_embeddings(len(text_tokenizer), mean_resizing=False)
+        ids = {k: text_tokenizer.convert_tokens_to_ids(v) for k, v in SPECIAL_TOKENS.items()}
+        self.config.item_start_token_id = ids["item_start"]
+        self.config.item_end_token_id = ids["item_end"]
+        self.config.item_token_id = ids["item_token"]
+        self.config.pref_token_id = ids["pref"]
+
+    # ---------------------------------------------------------------------------------- the prompt
+    def _require_token_ids(self) -> None:
+        if self.config.item_token_id is None or self.config.pref_token_id is None:
+            raise ValueError(
+                "item_token_id / pref_token_id are not set: call model.add_special_tokens(text_tokenizer) first"
+            )
+
+    def item_embeddings(self, item_features: torch.Tensor) -> torch.Tensor:
+        """Continuous tokens of items, projected into the LM: `[N, input_dim]` → `[N·K, hidden]`."""
+        tokens = self.item_tokenizer.encode(item_features)  # [N, K, d_z], μ
+        return self.projector(tokens).flatten(0, 1)  # [N·K, H]
+
+    def embed_prompt(self, input_ids: torch.Tensor, item_features: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings with the placeholders replaced by the items' projected continuous tokens.
+
+        Args:
+            input_ids (`torch.LongTensor` of shape `[batch, seq_len]`): with K `<item_token>` per history item.
+            item_features (`torch.Tensor` of shape `[num_history_items, input_dim]`): in placeholder order.
+        """
+        self._require_token_ids()
+        embeds = self.get_input_embeddings()(input_ids)  # [B, S, H]
+        mask = input_ids == self.config.item_token_id  # [B, S]
+        n_placeholders = int(mask.sum())
+        n_items = 0 if item_features is None else item_features.shape[0]
+        if n_placeholders != n_items * self.config.num_item_tokens:
+            raise ValueError(
+                f"the prompt holds {n_placeholders} item placeholders but {n_items} items × K="
+                f"{self.config.num_item_tokens} tokens were given: placeholders and item features must match"
+            )
+        if n_items == 0:
+            return embeds
+        features = self.item_embeddings(item_features).to(embeds.dtype)  # [N·K, H]
+        return embeds.masked_scatter(mask.unsqueeze(-1), features)
+
+    def _pref_states(self, input_ids: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """The last-layer hidden state at each row's last `<pref>` token: `[batch, hidden]`."""
+        is_pref = input_ids == self.config.pref_token_id  # [B, S]
+        missing = (~is_pref.any(dim=1)).nonzero().flatten().tolist()
+        if missing:
+            raise ValueError(f"row(s) {missing} of input_ids hold no <pref> token (id {self.config.pref_token_id})")
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        last = torch.where(is_pref, positions, -1).max(dim=1).values  # [B]
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+    def condition(self, hidden_at_pref: torch.Tensor) -> torch.Tensor:
+        """c = proj(h): `[batch, hidden]` → `[batch, condition_dim]`."""
+        return self.condition_projector(hidden_at_pref)
+
+    # ---------------------------------------------------------------------------------------- train
+    def target_latents(self, target_features: torch.Tensor) -> torch.Tensor:
+        """x₀: the frozen tokenizer's latent of the target items (mean of K μ's), `[batch, d_z]`."""
+        with torch.no_grad():
+            return self.item_tokenizer.latent(target_features)
+
+    def diffusion_losses(self, condition: torch.Tensor, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """L_diff (MSE against the prediction type's target) and L_disp on the denoiser's representations."""
+        m = self.config.diffusion_batch_multiplier
+        condition, x0 = condition.repeat_interleave(m, 0), x0.repeat_interleave(m, 0)  # [B·m, ·]
+        scheduler = self.noise_scheduler
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
+        x_t = scheduler.add_noise(x0, noise, t)  # [B·m, d_z]
+        if self.training and self.config.condition_dropout > 0:  # classifier-free guidance training
+            drop = torch.rand(x0.shape[0], 1, device=x0.device) < self.config.condition_dropout
+            condition = torch.where(drop, self.null_condition.to(condition.dtype), condition)
+        out = self.denoiser(x_t, t, condition)
+        if self.config.prediction_type == "epsilon":
+            target = noise
+        elif self.config.prediction_type == "sample":
+            target = x0
+        else:
+            target = scheduler.get_velocity(x0, noise, t)
+        diff = F.mse_loss(out.sample, target)
+        disp = dispersive_loss(out.representation, self.config.dispersive_temperature)
+        return diff, disp
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        item_features: torch.Tensor | None = None,
+        labels: torch.LongTensor | None = None,
+        target_features: torch.Tensor | None = None,
+        return_loss: bool = True,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ContRecOutput | tuple:
+        """
+        Args:
+            input_ids (`torch.LongTensor` of shape `[batch, seq_len]`): prompts (+ responses), each with `<pref>`.
+            attention_mask (`torch.Tensor` of shape `[batch, seq_len]`, *optional*).
+            item_features (`torch.Tensor` of shape `[num_history_items, input_dim]`): features of the history
+                items, in the order of their placeholder groups.
+            labels (`torch.LongTensor` of shape `[batch, seq_len]`, *optional*): response token ids, -100 elsewhere.
+            target_features (`torch.Tensor` of shape `[batch, input_dim]`, *optional*): the next items' features;
+                with them the diffusion and dispersive losses are computed.
+            return_loss (`bool`): compute the losses (for transformers' Trainer evaluation).
+        """
+        embeds = self.embed_prompt(input_ids, item_features)
+        out = self.language_model(
+            inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=True, return_dict=True
+        )
+        h = self._pref_states(input_ids, out.hidden_states[-1])  # [B, H]
+        condition = self.condition(h.detach() if self.config.detach_condition else h)  # [B, C]
+
+        loss = lm_loss = diff = disp = None
+        if return_loss:
+            parts = []
+            if labels is not None and (labels[:, 1:] != -100).any():
+                lm_loss = F.cross_entropy(
+                    out.logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
+                )
+                parts.append(self.config.lm_loss_weight * lm_loss)
+            if target_features is not None:
+                diff, disp = self.diffusion_losses(condition, self.target_latents(target_features))
+                parts += [diff, self.config.dispersive_loss_weight * disp]
+            loss = sum(parts) if parts else None
+        result = ContRecOutput(
+            loss=loss,
+            lm_loss=lm_loss,
+            diffusion_loss=diff,
+            dispersive_loss=disp,
+            condition=condition,
+            logits=out.logits,
+        )
+        use_dict = return_dict if return_dict is not None else self.config.return_dict
+        return result if use_dict else result.to_tuple()
+
+    # ------------------------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def predict_x0(self, condition: torch.Tensor, guidance_scale: float = 1.0) -> torch.Tensor:
+        """The denoiser's x₀ estimate from pure noise at the last timestep with the noise set to its mean (0):
+        a deterministic, one-step read-out close to the posterior mean (`[batch, d_z]`)."""
+        scheduler = self.noise_scheduler
+        t_last = scheduler.config.num_train_timesteps - 1
+        x_t = torch.zeros(condition.shape[0], self.config.latent_dim, device=condition.device, dtype=condition.dtype)
+        t = torch.full((condition.shape[0],), t_last, device=condition.device)
+        pred = self.guided_prediction(x_t, t, condition, guidance_scale)
+        alpha_bar = scheduler.alphas_cumprod[t_last].to(condition.device)
+        if self.config.prediction_type == "sample":
+            return pred
+        if self.config.prediction_type == "epsilon":
+            return (x_t - math.sqrt(1 - alpha_bar) * pred) / math.sqrt(alpha_bar)
+        return math.sqrt(alpha_bar) * x_t - math.sqrt(1 - alpha_bar) * pred  # from v
+
+    def guided_prediction(
+        self, x_t: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, guidance_scale: float
+    ) -> torch.Tensor:
+        """pred_uncond + s·(pred_cond − pred_uncond) (classifier-free guidance; s = 1 is plain conditioning)."""
+        if guidance_scale == 1.0:
+            return self.denoiser(x_t, t, condition).sample
+        null = self.null_condition.to(condition.dtype).expand_as(condition)
+        both = self.denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([condition, null])).sample
+        cond, uncond = both.chunk(2)
+        return uncond + guidance_scale * (cond - uncond)

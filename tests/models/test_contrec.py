@@ -1,0 +1,181 @@
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel, BertConfig
+
+import contrec_hf  # noqa: F401 - registers the Auto classes
+from contrec_hf.data.prompts import ContRecCollator, PromptBuilder, train_text_tokenizer
+from contrec_hf.models import ContRecConfig, ContRecForRecommendation
+from contrec_hf.models.contrec.modeling_contrec import exp_noise_betas
+
+TEXT_CONFIGS = {
+    "llama": {"model_type": "llama", "num_key_value_heads": 2},
+    "qwen2": {"model_type": "qwen2", "num_key_value_heads": 2},
+    "mistral": {"model_type": "mistral", "num_key_value_heads": 2, "sliding_window": None},
+    "gpt2": {
+        "model_type": "gpt2",
+        "n_embd": 32,
+        "n_layer": 2,
+        "n_head": 4,
+        "n_inner": 37,
+        "tie_word_embeddings": True,
+    },
+}
+LLAMA_LIKE = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2, "num_attention_heads": 4}
+TITLES = [f"Movie number {i}" for i in range(13)]
+CATEGORIES = ["Drama", "Comedy", ""] * 4 + ["Horror"]
+
+
+@pytest.fixture(scope="module")
+def text_tokenizer():
+    texts = [*TITLES, *CATEGORIES, "Given the items the user interacted with, predict the next. History: Answer:"]
+    return train_text_tokenizer(texts * 3, vocab_size=95)
+
+
+def build(arch, text_tokenizer, seed=0, **overrides):
+    torch.manual_seed(seed)
+    text = dict(TEXT_CONFIGS[arch])
+    if arch != "gpt2":
+        text.update(LLAMA_LIKE)
+    text["vocab_size"] = 99
+    config = ContRecConfig(
+        text_config=text,
+        item_tokenizer_config={"input_dim": 24, "num_tokens": 2, "token_dim": 16, "encoder_hidden_sizes": [19]},
+        projector_hidden_size=37,
+        condition_dim=29,
+        denoiser_hidden_size=31,
+        denoiser_num_blocks=2,
+        num_train_timesteps=50,
+        **overrides,
+    )
+    model = ContRecForRecommendation(config)
+    model.add_special_tokens(text_tokenizer)
+    return model
+
+
+def batch(text_tokenizer, model, train=True, fast=0.0):
+    features = torch.randn(13, 24, generator=torch.Generator().manual_seed(3))
+    builder = PromptBuilder(TITLES, CATEGORIES, num_item_tokens=model.config.num_item_tokens, max_history=4)
+    collator = ContRecCollator(text_tokenizer, builder, features, fast_path_probability=fast)
+    return collator([([0, 1, 2], 3), ([4, 5, 6, 7, 8, 9], 10), ([11], 12)], train=train)
+
+
+@pytest.mark.parametrize("arch", sorted(TEXT_CONFIGS))
+def test_forward_backward_generate_and_round_trip(arch, text_tokenizer, tmp_path):
+    model = build(arch, text_tokenizer)
+    assert model.get_input_embeddings().num_embeddings >= len(text_tokenizer)
+    inputs = batch(text_tokenizer, model)
+    inputs.pop("targets")
+    out = model(**inputs)
+    assert out.condition.shape == (3, 29)
+    assert out.lm_loss is not None and out.diffusion_loss is not None and out.dispersive_loss is not None
+    expected = 0.5 * out.lm_loss + out.diffusion_loss + 0.5 * out.dispersive_loss
+    assert torch.allclose(out.loss, expected)
+    out.loss.backward()
+    assert model.projector[0].weight.grad is not None and model.denoiser.input_proj.weight.grad is not None
+    assert model.get_input_embeddings().weight.grad is not None
+    assert all(p.grad is None for p in model.item_tokenizer.parameters())  # frozen
+
+    # Text generation from the spliced embeddings (greedy, KV cache).
+    model.eval()
+    prompt_ids = text_tokenizer("History: Movie number 1 <item><item_token><item_token></item>\nAnswer:")["input_ids"]
+    ids = torch.tensor([prompt_ids])
+    embeds = model.embed_prompt(ids, torch.randn(1, 24))
+    generated = model.language_model.generate(
+        inputs_embeds=embeds, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False
+    )
+    assert generated.shape[0] == 1 and 1 <= generated.shape[1] <= 4
+
+    # save → load → equal outputs; Auto classes know the model.
+    model.save_pretrained(tmp_path)
+    assert not list(tmp_path.glob("*.bin")) and (tmp_path / "model.safetensors").is_file()
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), ContRecConfig)
+    back = AutoModel.from_pretrained(tmp_path)
+    assert isinstance(back, ContRecForRecommendation)
+    for name, buffer in back.named_buffers():
+        assert torch.isfinite(buffer).all(), name
+    eval_inputs = batch(text_tokenizer, model, train=False)
+    torch.manual_seed(0)
+    a = model(**{k: v for k, v in eval_inputs.items() if k != "targets"}, return_loss=False)
+    b = back(**{k: v for k, v in eval_inputs.items() if k != "targets"}, return_loss=False)
+    assert torch.allclose(a.condition, b.condition, atol=1e-6)
+    assert torch.allclose(a.logits, b.logits, atol=1e-5)
+    assert torch.allclose(model.predict_x0(a.condition, 3.0), back.predict_x0(b.condition, 3.0), atol=1e-6)
+
+
+def test_fast_path_has_no_response_labels(text_tokenizer):
+    model = build("llama", text_tokenizer)
+    inputs = batch(text_tokenizer, model, fast=1.0)
+    assert (inputs["labels"] == -100).all()
+    inputs.pop("targets")
+    out = model(**inputs)
+    assert out.lm_loss is None and out.diffusion_loss is not None
+    # The last real token of every row is <pref>.
+    last = inputs["attention_mask"].sum(1) - 1
+    assert (inputs["input_ids"][torch.arange(3), last] == model.config.pref_token_id).all()
+
+
+def test_labels_only_on_the_response(text_tokenizer):
+    model = build("llama", text_tokenizer)
+    inputs = batch(text_tokenizer, model)
+    for row in range(3):
+        labelled = (inputs["labels"][row] != -100).nonzero().flatten()
+        text = text_tokenizer.decode(inputs["input_ids"][row, labelled])
+        assert text.startswith(" The user may prefer (") and text.endswith("<pref>")
+        assert "<item_token>" not in text
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+def test_prediction_types_and_schedules(prediction_type, text_tokenizer):
+    model = build("llama", text_tokenizer, prediction_type=prediction_type, noise_schedule="linear")
+    inputs = batch(text_tokenizer, model)
+    inputs.pop("targets")
+    assert torch.isfinite(model(**inputs).loss)
+    assert model.predict_x0(torch.randn(2, 29)).shape == (2, 16)
+
+
+def test_exp_schedule_matches_the_method():
+    betas = exp_noise_betas(200)
+    alpha_bar = torch.tensor([1 - b for b in betas], dtype=torch.float64).cumprod(0)
+    assert betas[0] == pytest.approx(6.2e-4, rel=0.02) and betas[-1] == pytest.approx(0.049, rel=0.02)
+    assert float(alpha_bar[-1]) == pytest.approx(6.25e-3, rel=0.05)
+
+
+def test_placeholder_count_mismatch(text_tokenizer):
+    model = build("llama", text_tokenizer)
+    inputs = batch(text_tokenizer, model)
+    inputs.pop("targets")
+    inputs["item_features"] = inputs["item_features"][:-1]
+    with pytest.raises(ValueError, match="item placeholders but .* items"):
+        model(**inputs)
+
+
+def test_missing_pref_and_missing_token_ids(text_tokenizer):
+    model = build("llama", text_tokenizer)
+    with pytest.raises(ValueError, match="no <pref> token"):
+        model(input_ids=torch.tensor([[10, 11, 12]]), item_features=None)
+    bare = ContRecForRecommendation(ContRecConfig(text_config={"model_type": "llama", "vocab_size": 99, **LLAMA_LIKE}))
+    with pytest.raises(ValueError, match="add_special_tokens"):
+        bare(input_ids=torch.tensor([[5, 6]]))
+
+
+def test_default_config_builds_a_working_model():
+    model = ContRecForRecommendation(ContRecConfig())
+    assert model.config.text_config.model_type == "llama" and model.config.num_item_tokens == 2
+    assert model.denoiser.config.latent_dim == model.config.latent_dim == 64
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"text_config": BertConfig(vocab_size=99, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+                                    intermediate_size=37)}, "decoder-only causal LM"),
+        ({"text_config": {"model_type": "t5"}}, "decoder-only causal LM"),
+        ({"prediction_type": "x0"}, "prediction_type"),
+        ({"condition_dropout": 1.5}, "condition_dropout"),
+        ({"lm_weight": 1.0}, r"unknown option\(s\) \['lm_weight'\]"),
+        ({"model_type": "llava"}, "belongs to another model"),
+    ],
+)  # fmt: skip
+def test_config_errors(kwargs, message):
+    with pytest.raises(Exception, match=message):
+        ContRecConfig(**kwargs)
