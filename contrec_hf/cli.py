@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -149,6 +150,39 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .training import RecommenderTrainingArguments, run_recommender_stage
+
+    output = Path(args.output)
+    if args.overwrite:  # start over: a rerun without --overwrite resumes from the last checkpoint instead
+        for stale in ("checkpoints", "best", "training_log.json"):
+            path = output / stale
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    data = _load_data(args)
+    training = {
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "max_steps": args.max_steps,
+        "eval_steps": args.eval_steps,
+        "save_steps": args.save_steps,
+        "eval_users": args.eval_users,
+        "seed": args.seed,
+    }
+    train_args = RecommenderTrainingArguments(
+        output_dir=str(output), **{k: v for k, v in training.items() if v is not None}
+    )
+    trainer = run_recommender_stage(
+        data, args.tokenizer, train_args, backbone=args.backbone, progress=not args.no_progress
+    )
+    state = trainer.state
+    print(f"best validation NDCG@10 {state['best_ndcg']:.4f} at step {state['best_step']} ({state['step']} steps run)")
+    print(f"best model saved to {output / 'best'}; log in {output / 'training_log.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contrec-hf", description="ContRec recommendation on Hugging Face.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -208,6 +242,22 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--overwrite", action="store_true", help="replace a tokenizer already in --output")
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(func=_cmd_tokenizer_train)
+
+    stage2 = commands.add_parser("train", help="stage 2: train the recommender on a trained tokenizer")
+    _add_dataset_arguments(stage2)
+    stage2.add_argument("--tokenizer", required=True, help="folder written by `contrec-hf tokenizer train`")
+    stage2.add_argument("--output", required=True, help="checkpoints, the best model and the training log")
+    stage2.add_argument("--backbone", default="tiny", help="'tiny' (default) or a causal LM path / Hub id")
+    stage2.add_argument("--batch-size", type=int)
+    stage2.add_argument("--learning-rate", type=float)
+    stage2.add_argument("--max-steps", type=int)
+    stage2.add_argument("--eval-steps", type=int)
+    stage2.add_argument("--save-steps", type=int)
+    stage2.add_argument("--eval-users", type=int, help="validate on a seeded subset of users (0 = all)")
+    stage2.add_argument("--seed", type=int, default=0)
+    stage2.add_argument("--overwrite", action="store_true", help="start over instead of resuming from --output")
+    stage2.add_argument("--no-progress", action="store_true")
+    stage2.set_defaults(func=_cmd_train)
     return parser
 
 

@@ -10,6 +10,7 @@ item's latent. Loss: L = λ_lm·L_LM + L_diff + λ_disp·L_disp.
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import dataclass
 
@@ -57,7 +58,8 @@ class ContRecOutput(ModelOutput):
         loss (`torch.FloatTensor` of shape `()`, *optional*): λ_lm·L_LM + L_diff + λ_disp·L_disp.
         lm_loss / diffusion_loss / dispersive_loss (`torch.FloatTensor` of shape `()`, *optional*): the parts.
         condition (`torch.FloatTensor` of shape `(batch, condition_dim)`): c = proj(h at `<pref>`).
-        logits (`torch.FloatTensor` of shape `(batch, seq_len, vocab)`, *optional*): the LM's logits.
+        logits (`torch.FloatTensor` of shape `(batch, n, vocab)`, *optional*): the LM's logits at the positions
+            followed by a label (with `labels`), else at the last position only (n = 1).
     """
 
     loss: torch.FloatTensor | None = None
@@ -176,6 +178,11 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         self.config.item_token_id = ids["item_token"]
         self.config.pref_token_id = ids["pref"]
 
+    def _accepts_logits_to_keep(self) -> bool:
+        if not hasattr(self, "_logits_to_keep_ok"):
+            self._logits_to_keep_ok = "logits_to_keep" in inspect.signature(self.language_model.forward).parameters
+        return self._logits_to_keep_ok
+
     # ---------------------------------------------------------------------------------- the prompt
     def _require_token_ids(self) -> None:
         if self.config.item_token_id is None or self.config.pref_token_id is None:
@@ -275,8 +282,19 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             return_loss (`bool`): compute the losses (for transformers' Trainer evaluation).
         """
         embeds = self.embed_prompt(input_ids, item_features)
+        # Logits are only needed where a label follows (the response): computing them over the whole prompt would
+        # cost batch × seq_len × vocab for nothing. Without labels, only the last position's logits are kept.
+        shifted = labels[:, 1:] != -100 if labels is not None and return_loss else None
+        keep = shifted.any(dim=0).nonzero().flatten() if shifted is not None and shifted.any() else None
+        lm_kwargs = {}
+        if self._accepts_logits_to_keep():
+            lm_kwargs["logits_to_keep"] = keep if keep is not None else 1
         out = self.language_model(
-            inputs_embeds=embeds, attention_mask=attention_mask, output_hidden_states=True, return_dict=True
+            inputs_embeds=embeds,
+            attention_mask=attention_mask,
+            output_hidden_states=True,
+            return_dict=True,
+            **lm_kwargs,
         )
         h = self._pref_states(input_ids, out.hidden_states[-1])  # [B, H]
         condition = self.condition(h.detach() if self.config.detach_condition else h)  # [B, C]
@@ -284,10 +302,10 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         loss = lm_loss = diff = disp = None
         if return_loss:
             parts = []
-            if labels is not None and (labels[:, 1:] != -100).any():
-                lm_loss = F.cross_entropy(
-                    out.logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=-100
-                )
+            if keep is not None:
+                logits = out.logits if "logits_to_keep" in lm_kwargs else out.logits[:, keep]  # [B, |keep|, V]
+                targets = labels[:, 1:][:, keep]  # [B, |keep|]
+                lm_loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
                 parts.append(self.config.lm_loss_weight * lm_loss)
             if target_features is not None:
                 diff, disp = self.diffusion_losses(condition, self.target_latents(target_features))

@@ -1,0 +1,125 @@
+"""Resumable training checkpoints without pickle: safetensors for tensors, JSON for everything else.
+
+A checkpoint folder holds ``model.safetensors`` (the trainable state), ``optimizer.safetensors`` +
+``optimizer.json`` (per-parameter tensors and the param groups), ``rng.safetensors`` (torch's CPU generator),
+and ``trainer_state.json`` (scheduler state, Python RNG states, data position, metrics). It is written to a
+temporary sibling and renamed into place, so a crash mid-save never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import ContRecError
+
+__all__ = ["load_training_state", "save_training_state"]
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"{index}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _restore_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in [*tensors.items(), *meta["scalars"].items()]:
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    groups = [{**g, "betas": tuple(g["betas"])} if "betas" in g else g for g in meta["param_groups"]]
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _python_rng_to_json(state: tuple) -> list:
+    return [state[0], list(state[1]), state[2]]
+
+
+def _python_rng_from_json(state: list) -> tuple:
+    return (state[0], tuple(state[1]), state[2])
+
+
+def save_training_state(
+    directory: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    trainer_state: dict[str, Any],
+    rngs: dict[str, random.Random] | None = None,
+) -> Path:
+    """Write a checkpoint atomically (temporary sibling, then rename)."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    trainable = {k: v.detach().cpu().contiguous() for k, v in model.named_parameters() if v.requires_grad}
+    save_file(trainable, tmp / "model.safetensors")
+    tensors, meta = _optimizer_tensors(optimizer)
+    save_file(tensors, tmp / "optimizer.safetensors")
+    (tmp / "optimizer.json").write_text(json.dumps(meta))
+    save_file({"torch_cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
+    scheduler_state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+    payload = {
+        "trainer": trainer_state,
+        "scheduler": scheduler_state,
+        "python_rng": _python_rng_to_json(random.getstate()),
+        "rngs": {name: _python_rng_to_json(r.getstate()) for name, r in (rngs or {}).items()},
+    }
+    (tmp / "trainer_state.json").write_text(json.dumps(payload, indent=1))
+    if directory.exists():
+        old = directory.with_name(directory.name + ".old")
+        directory.rename(old)
+        tmp.rename(directory)
+        shutil.rmtree(old)
+    else:
+        tmp.rename(directory)
+    return directory
+
+
+def load_training_state(
+    directory: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    rngs: dict[str, random.Random] | None = None,
+) -> dict[str, Any]:
+    """Restore what :func:`save_training_state` wrote; returns the trainer state."""
+    directory = Path(directory)
+    names = ("model.safetensors", "optimizer.safetensors", "optimizer.json", "rng.safetensors", "trainer_state.json")
+    missing = [n for n in names if not (directory / n).is_file()]
+    if missing:
+        raise ContRecError(f"{directory} is not a complete checkpoint: missing {missing}")
+    try:
+        weights = load_file(directory / "model.safetensors")
+        payload = json.loads((directory / "trainer_state.json").read_text())
+        optimizer_tensors = load_file(directory / "optimizer.safetensors")
+        optimizer_meta = json.loads((directory / "optimizer.json").read_text())
+        rng = load_file(directory / "rng.safetensors")
+    except (OSError, ValueError, SafetensorError) as err:
+        raise ContRecError(f"checkpoint {directory} is corrupt: {err}") from err
+    missing_keys, unexpected = model.load_state_dict(weights, strict=False)
+    trainable = {k for k, v in model.named_parameters() if v.requires_grad}
+    if unexpected or trainable & set(missing_keys):
+        raise ContRecError(f"checkpoint {directory} does not match the model (unexpected {unexpected[:5]})")
+    _restore_optimizer(optimizer, optimizer_tensors, optimizer_meta)
+    scheduler.load_state_dict({**payload["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
+    torch.set_rng_state(rng["torch_cpu"])
+    random.setstate(_python_rng_from_json(payload["python_rng"]))
+    for name, generator in (rngs or {}).items():
+        if name in payload["rngs"]:
+            generator.setstate(_python_rng_from_json(payload["rngs"][name]))
+    return payload["trainer"]

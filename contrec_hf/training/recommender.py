@@ -1,0 +1,318 @@
+"""Stage 2: train ContRecForRecommendation on sliding-window samples, with accelerate (METHOD.md §3–4, §6).
+
+One global batch order per epoch, derived from the seed; with several processes each takes its share of
+every global batch (gradients are averaged by accelerate), so one and two processes walk the same data.
+Checkpoints (trainable weights, optimizer, LR scheduler, RNGs and the data position; safetensors + JSON, no
+pickle) are written every ``save_steps``; a rerun with the same output folder resumes from the last one.
+Validation NDCG@10 is computed on the fast path (prompt + ``<pref>``), reading out the denoiser's x₀ estimate
+(or a sampled latent) and ranking the whole catalog; the best model is saved with ``save_pretrained``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from ..data.prompts import ContRecCollator, PromptBuilder, sliding_window_samples
+from ..data.split import SequentialDataset
+from ..errors import ContRecError
+from ..evaluation import evaluate_scorer
+from ..models.contrec import ContRecForRecommendation
+from ..retrieval import latent_scores
+from ..utils import set_seed, write_json
+from .checkpoint import load_training_state, save_training_state
+
+__all__ = ["RecommenderTrainer", "RecommenderTrainingArguments"]
+
+READOUTS = ("x0", "sample")
+
+
+@dataclass
+class RecommenderTrainingArguments:
+    """How :class:`RecommenderTrainer` trains.
+
+    Attributes:
+        output_dir (`str`): checkpoints under ``checkpoints/``, the best model under ``best/``, logs.
+        batch_size (`int`): global batch size (split across processes).
+        learning_rate (`float`): AdamW peak learning rate (linear warm-up, then cosine decay).
+        weight_decay (`float`): AdamW weight decay.
+        max_steps (`int`): optimizer steps in all.
+        warmup_steps (`int`): linear warm-up steps.
+        max_grad_norm (`float`): gradient clipping.
+        eval_steps (`int`): validate every this many steps (and at the end).
+        save_steps (`int`): write a resumable checkpoint every this many steps.
+        patience (`int`): stop after this many validations without a better NDCG@10.
+        eval_users (`int`): validate on this many users (a fixed, seeded subset; 0 = all).
+        eval_batch_size (`int`): users per validation batch.
+        readout (`str`): ``"x0"`` (the denoiser's one-step x₀ estimate) or ``"sample"`` (a DDIM sample).
+        guidance_scale (`float`): classifier-free guidance at validation.
+        seed (`int`): seeds the data order, response drops, noise and initialisation.
+    """
+
+    output_dir: str
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    max_steps: int = 2000
+    warmup_steps: int = 100
+    max_grad_norm: float = 1.0
+    eval_steps: int = 250
+    save_steps: int = 250
+    patience: int = 4
+    eval_users: int = 0
+    eval_batch_size: int = 64
+    readout: str = "x0"
+    guidance_scale: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "learning_rate", "max_steps", "eval_steps", "save_steps", "patience"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+
+
+class RecommenderTrainer:
+    """Trains a [`ContRecForRecommendation`] whose item tokenizer is already trained (stage 1).
+
+    Args:
+        model ([`ContRecForRecommendation`]): with `add_special_tokens(text_tokenizer)` already called.
+        text_tokenizer: the LM's tokenizer.
+        data ([`SequentialDataset`]): the split; only training histories are trained on.
+        item_features (`torch.Tensor` of shape `[num_items, input_dim]`): the catalog's features.
+        args ([`RecommenderTrainingArguments`]).
+    """
+
+    def __init__(
+        self,
+        model: ContRecForRecommendation,
+        text_tokenizer,
+        data: SequentialDataset,
+        item_features: torch.Tensor,
+        args: RecommenderTrainingArguments,
+    ) -> None:
+        if item_features.shape[0] != data.num_items:
+            raise ValueError(f"item_features has {item_features.shape[0]} rows but the dataset {data.num_items} items")
+        self.args, self.data, self.text_tokenizer = args, data, text_tokenizer
+        self.output_dir = Path(args.output_dir)
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        set_seed(args.seed + self.accelerator.process_index)
+        builder = PromptBuilder(
+            titles=data.items["title"].tolist(),
+            categories=data.items["category"].tolist(),
+            num_item_tokens=model.config.num_item_tokens,
+            max_history=model.config.max_history,
+            max_title_length=model.config.max_title_length,
+        )
+        self.collator = ContRecCollator(
+            text_tokenizer,
+            builder,
+            item_features.float(),
+            fast_path_probability=model.config.fast_path_probability,
+            seed=args.seed + self.accelerator.process_index,
+        )
+        self.samples = sliding_window_samples(data.train_sequences(), model.config.max_history)
+        if not self.samples:
+            raise ContRecError("no training samples: every training history is shorter than 2 items")
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        self.state = {"step": 0, "best_ndcg": -1.0, "best_step": 0, "stale": 0, "history": []}
+        users = list(range(data.num_users))
+        if args.eval_users and args.eval_users < len(users):
+            users = sorted(random.Random(args.seed).sample(users, args.eval_users))
+        self.eval_users = users
+
+    # ------------------------------------------------------------------------------------ schedule
+    def _lr_factor(self, step: int) -> float:
+        if step < self.args.warmup_steps:
+            return (step + 1) / self.args.warmup_steps
+        progress = (step - self.args.warmup_steps) / max(1, self.args.max_steps - self.args.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    def _global_batch(self, step: int) -> list[tuple[list[int], int]]:
+        """The samples of global step ``step``: a seeded permutation per epoch, walked in order."""
+        per_epoch = len(self.samples) // self.args.batch_size or 1
+        epoch, index = divmod(step, per_epoch)
+        order = torch.randperm(len(self.samples), generator=torch.Generator().manual_seed(self.args.seed + epoch))
+        chosen = order[index * self.args.batch_size : (index + 1) * self.args.batch_size].tolist()
+        sequences = self.data.sequences
+        batch = []
+        for i in chosen:
+            user, end, target = self.samples[i]
+            history = sequences[user][max(0, end - self.model_config.max_history) : end]
+            batch.append((history, target))
+        return batch
+
+    @property
+    def model_config(self):
+        return self.accelerator.unwrap_model(self.model).config
+
+    # --------------------------------------------------------------------------------- checkpoints
+    def _checkpoint_dir(self) -> Path:
+        return self.output_dir / "checkpoints" / "last"
+
+    def save_checkpoint(self) -> None:
+        """Everything needed to resume: trainable weights, optimizer, LR scheduler, RNGs, data position."""
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            save_training_state(
+                self._checkpoint_dir(),
+                self.accelerator.unwrap_model(self.model),
+                self.optimizer,
+                self.scheduler,
+                self.state,
+                rngs={"collator": self.collator._rng},
+            )
+        self.accelerator.wait_for_everyone()
+
+    def maybe_resume(self) -> bool:
+        """Resume from the last checkpoint in ``output_dir`` if there is one."""
+        target = self._checkpoint_dir()
+        if not (target / "trainer_state.json").is_file():
+            return False
+        model = self.accelerator.unwrap_model(self.model)
+        self.state = load_training_state(
+            target, model, self.optimizer, self.scheduler, rngs={"collator": self.collator._rng}
+        )
+        self.accelerator.print(f"resumed from {target} at step {self.state['step']}")
+        return True
+
+    # ---------------------------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def conditions(self, histories: list[list[int]]) -> torch.Tensor:
+        """Fast-path conditions c for histories: `[batch, condition_dim]`."""
+        model = self.accelerator.unwrap_model(self.model)
+        inputs = self.collator([(h, None) for h in histories], train=False)
+        device = self.accelerator.device
+        return model(
+            input_ids=inputs["input_ids"].to(device),
+            attention_mask=inputs["attention_mask"].to(device),
+            item_features=inputs["item_features"].to(device),
+            return_loss=False,
+        ).condition
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "validation", users: list[int] | None = None, progress: bool = False):
+        """Full-ranking metrics on the fast path with the configured read-out."""
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        item_latents = model.item_tokenizer.latent(self.collator.item_features.to(self.accelerator.device))
+        histories, targets = self.data.split(split)
+        users = list(range(len(targets))) if users is None else users
+        histories = [histories[u] for u in users]
+        targets = [targets[u] for u in users]
+
+        def scorer(batch: list[list[int]]) -> torch.Tensor:
+            condition = self.conditions(batch)
+            if self.args.readout == "x0":
+                latent = model.predict_x0(condition, self.args.guidance_scale)
+            else:
+                latent = sample_latents(model, condition, self.args.guidance_scale, seed=self.args.seed)
+            return latent_scores(latent, item_latents).cpu()
+
+        result = evaluate_scorer(
+            scorer,
+            histories,
+            targets,
+            self.data.num_items,
+            batch_size=self.args.eval_batch_size,
+            progress=progress,
+            desc=f"ContRec {split}",
+        )
+        model.train()
+        return result
+
+    # ------------------------------------------------------------------------------------- training
+    def train(self, progress: bool = True, stop_at_step: int | None = None) -> dict[str, Any]:
+        """Train (resuming if a checkpoint exists) with early stopping; returns the trainer state.
+
+        ``stop_at_step`` ends this call early (after that step's checkpoint/validation) without changing the
+        schedule, as an interruption would; a later call resumes from the last checkpoint.
+        """
+        args, acc = self.args, self.accelerator
+        self.maybe_resume()
+        last = min(args.max_steps, stop_at_step or args.max_steps)
+        self.model.train()
+        bar = tqdm(
+            total=args.max_steps,
+            initial=self.state["step"],
+            desc="ContRec training",
+            disable=not (progress and acc.is_main_process),
+        )
+        running, started = [], time.perf_counter()
+        while self.state["step"] < last and self.state["stale"] < args.patience:
+            batch = self._global_batch(self.state["step"])[acc.process_index :: acc.num_processes]
+            inputs = self.collator(batch, train=True)
+            inputs.pop("targets", None)
+            inputs = {k: v.to(acc.device) for k, v in inputs.items()}
+            out = self.model(**inputs)
+            acc.backward(out.loss)
+            if args.max_grad_norm:
+                acc.clip_grad_norm_(self.model.parameters(), args.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.state["step"] += 1
+            parts = ("loss", "lm_loss", "diffusion_loss", "dispersive_loss")
+            running.append({k: getattr(out, k).item() for k in parts if getattr(out, k) is not None})
+            bar.update(1)
+            bar.set_postfix(loss=f"{out.loss.item():.3f}", best=f"{self.state['best_ndcg']:.4f}")
+            step = self.state["step"]
+            if step % args.eval_steps == 0 or step == args.max_steps:
+                self._validate(running, started)
+                running = []
+            if step % args.save_steps == 0 or step == args.max_steps:
+                self.save_checkpoint()
+        bar.close()
+        acc.wait_for_everyone()
+        return self.state
+
+    def _validate(self, running: list[dict[str, float]], started: float) -> None:
+        acc = self.accelerator
+        metrics = self.evaluate("validation", self.eval_users).metrics if acc.is_main_process else {}
+        means = {k: sum(r[k] for r in running if k in r) / max(1, sum(k in r for r in running)) for k in running[0]}
+        record = {"step": self.state["step"], "seconds": time.perf_counter() - started, **means}
+        record.update({f"val_{k}": v for k, v in metrics.items()})
+        self.state["history"].append(record)
+        ndcg = torch.tensor([metrics.get("ndcg@10", 0.0)], device=acc.device)
+        ndcg = float(acc.reduce(ndcg, reduction="sum"))  # only the main process evaluated
+        if ndcg > self.state["best_ndcg"]:
+            self.state.update(best_ndcg=ndcg, best_step=self.state["step"], stale=0)
+            if acc.is_main_process:
+                acc.unwrap_model(self.model).save_pretrained(self.output_dir / "best")
+                self.text_tokenizer.save_pretrained(self.output_dir / "best" / "text_tokenizer")
+        else:
+            self.state["stale"] += 1
+        if acc.is_main_process:
+            write_json(self.output_dir / "training_log.json", self.state["history"])
+            acc.print(f"step {record['step']}: loss {means.get('loss', float('nan')):.4f} val ndcg@10 {ndcg:.4f}")
+
+
+@torch.no_grad()
+def sample_latents(
+    model: ContRecForRecommendation, condition: torch.Tensor, guidance_scale: float, steps: int = 20, seed: int = 0
+) -> torch.Tensor:
+    """One DDIM sample per condition (`[batch, d_z]`), the paper's read-out."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_config(model.noise_scheduler.config, clip_sample=False)
+    scheduler.set_timesteps(steps)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn(condition.shape[0], model.config.latent_dim, generator=generator).to(condition)
+    x = x * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        t_batch = torch.full((x.shape[0],), int(t), device=x.device)
+        pred = model.guided_prediction(scheduler.scale_model_input(x, t), t_batch, condition, guidance_scale)
+        x = scheduler.step(pred, t, x).prev_sample
+    return x

@@ -1,0 +1,89 @@
+"""Stage 2 end to end: from a stage-1 tokenizer folder to a trained recommender (METHOD.md §3–4)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.prompts import INSTRUCTION, train_text_tokenizer
+from ..data.split import SequentialDataset
+from ..errors import ContRecError, DatasetNotFoundError
+from ..features import ItemFeatures
+from ..models.contrec import ContRecConfig, ContRecForRecommendation
+from ..models.tokenizer import ContRecTokenizer
+from .recommender import RecommenderTrainer, RecommenderTrainingArguments
+
+__all__ = ["load_stage1", "prepare_recommender", "run_recommender_stage"]
+
+
+def load_stage1(tokenizer_dir: str | Path, data: SequentialDataset) -> tuple[ContRecTokenizer, ItemFeatures]:
+    """The trained tokenizer and its item features (checked against ``data``'s item ids)."""
+    tokenizer_dir = Path(tokenizer_dir)
+    if not (tokenizer_dir / "config.json").is_file():
+        raise DatasetNotFoundError(f"{tokenizer_dir} holds no trained tokenizer (run `contrec-hf tokenizer train`)")
+    features_dir = tokenizer_dir / "features"
+    if not (features_dir / "features.json").is_file():
+        raise DatasetNotFoundError(f"{features_dir} holds no item features for this tokenizer")
+    features = ItemFeatures.load(features_dir)
+    features.check_compatible(data)
+    return ContRecTokenizer.from_pretrained(tokenizer_dir), features
+
+
+def prepare_recommender(
+    data: SequentialDataset,
+    item_tokenizer: ContRecTokenizer,
+    backbone: str = "tiny",
+    *,
+    vocab_size: int = 4096,
+    config_overrides: dict[str, Any] | None = None,
+):
+    """A recommender around ``backbone`` (``"tiny"``: a small Llama and a BPE tokenizer trained on the
+    dataset's text; otherwise a pretrained causal LM path or Hub id) with the trained item tokenizer inside.
+
+    Returns ``(model, text_tokenizer)``.
+    """
+    overrides = dict(config_overrides or {})
+    if backbone == "tiny":
+        texts = [INSTRUCTION, *data.items["title"].tolist(), *data.items["category"].tolist()]
+        texts.append(" The user may prefer (similar) items, like History: Answer:")
+        text_tokenizer = train_text_tokenizer(texts, vocab_size=vocab_size)
+        text = dict(ContRecConfig.sub_configs_defaults["text_config"].init_kwargs, model_type="llama")
+        text["vocab_size"] = len(text_tokenizer)
+        text["pad_token_id"] = text_tokenizer.pad_token_id
+        config = ContRecConfig(text_config=text, item_tokenizer_config=item_tokenizer.config.to_dict(), **overrides)
+        model = ContRecForRecommendation(config)
+    else:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            text_tokenizer = AutoTokenizer.from_pretrained(backbone)
+            lm = AutoModelForCausalLM.from_pretrained(backbone, dtype=torch.float32)
+        except OSError as err:
+            raise ContRecError(f"cannot load the backbone {backbone!r}: {err}") from err
+        tokenizer_config = item_tokenizer.config.to_dict()
+        config = ContRecConfig(text_config=lm.config, item_tokenizer_config=tokenizer_config, **overrides)
+        model = ContRecForRecommendation(config, language_model=lm)
+    model.item_tokenizer.load_state_dict(item_tokenizer.state_dict())
+    model.freeze_item_tokenizer()
+    model.add_special_tokens(text_tokenizer)
+    return model, text_tokenizer
+
+
+def run_recommender_stage(
+    data: SequentialDataset,
+    tokenizer_dir: str | Path,
+    args: RecommenderTrainingArguments,
+    *,
+    backbone: str = "tiny",
+    config_overrides: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> RecommenderTrainer:
+    """Load stage 1, build the recommender, train it (resuming from ``args.output_dir`` if possible)."""
+    item_tokenizer, features = load_stage1(tokenizer_dir, data)
+    torch.manual_seed(args.seed)
+    model, text_tokenizer = prepare_recommender(data, item_tokenizer, backbone, config_overrides=config_overrides)
+    trainer = RecommenderTrainer(model, text_tokenizer, data, features.features, args)
+    trainer.train(progress=progress)
+    return trainer

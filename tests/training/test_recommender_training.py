@@ -1,0 +1,80 @@
+import json
+
+import pytest
+import torch
+
+from contrec_hf.models import ContRecForRecommendation, ContRecTokenizer, ContRecTokenizerConfig
+from contrec_hf.training import RecommenderTrainer, RecommenderTrainingArguments, prepare_recommender
+from contrec_hf.training.checkpoint import load_training_state
+
+
+def setup(data, tmp_path, name="run", **kwargs):
+    torch.manual_seed(0)
+    features = torch.randn(data.num_items, 24, generator=torch.Generator().manual_seed(1))
+    tokenizer = ContRecTokenizer(ContRecTokenizerConfig(input_dim=24, token_dim=16, encoder_hidden_sizes=[19]))
+    tokenizer.fit_normalization(features)
+    overrides = {"projector_hidden_size": 37, "condition_dim": 29, "denoiser_hidden_size": 31, "max_history": 5}
+    model, text_tokenizer = prepare_recommender(data, tokenizer, config_overrides=overrides)
+    defaults = {"batch_size": 8, "max_steps": 6, "eval_steps": 3, "save_steps": 3, "warmup_steps": 2, "patience": 10}
+    args = RecommenderTrainingArguments(output_dir=str(tmp_path / name), **{**defaults, **kwargs})
+    return RecommenderTrainer(model, text_tokenizer, data, features, args)
+
+
+def trainable_state(trainer):
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    return {k: v.detach().clone() for k, v in model.named_parameters() if v.requires_grad}
+
+
+def test_training_writes_checkpoint_best_model_and_log(cyclic_dataset, tmp_path):
+    trainer = setup(cyclic_dataset, tmp_path)
+    state = trainer.train(progress=False)
+    assert state["step"] == 6 and len(state["history"]) == 2
+    out = tmp_path / "run"
+    log = json.loads((out / "training_log.json").read_text())
+    assert {"loss", "diffusion_loss", "val_ndcg@10"} <= set(log[-1])
+    best = ContRecForRecommendation.from_pretrained(out / "best")
+    assert best.config.item_token_id == trainer.model_config.item_token_id
+    assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pkl")) and not list(out.rglob("*.pt"))
+    assert (out / "checkpoints" / "last" / "optimizer.safetensors").is_file()
+    assert 0.0 <= trainer.evaluate("test").metrics["ndcg@10"] <= 1.0
+
+
+def test_interrupted_training_resumes_to_the_same_weights(cyclic_dataset, tmp_path):
+    straight = setup(cyclic_dataset, tmp_path, "straight")
+    straight.train(progress=False)
+    interrupted = setup(cyclic_dataset, tmp_path, "resumed")
+    interrupted.train(progress=False, stop_at_step=3)  # as if killed right after the step-3 checkpoint
+    resumed = setup(cyclic_dataset, tmp_path, "resumed")  # a fresh process-like start
+    assert resumed.maybe_resume() and resumed.state["step"] == 3
+    resumed.train(progress=False)
+    a, b = trainable_state(straight), trainable_state(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    assert straight.state["best_ndcg"] == pytest.approx(resumed.state["best_ndcg"])
+
+
+def test_corrupt_checkpoint_is_reported(cyclic_dataset, tmp_path):
+    trainer = setup(cyclic_dataset, tmp_path)
+    trainer.train(progress=False, stop_at_step=3)
+    ckpt = tmp_path / "run" / "checkpoints" / "last"
+    (ckpt / "optimizer.safetensors").write_bytes(b"not a safetensors file")
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    with pytest.raises(Exception, match="corrupt"):
+        load_training_state(ckpt, model, trainer.optimizer, trainer.scheduler)
+
+
+def test_bad_arguments(cyclic_dataset, tmp_path):
+    with pytest.raises(ValueError, match="readout"):
+        RecommenderTrainingArguments(output_dir=str(tmp_path), readout="mean")
+    with pytest.raises(ValueError, match="max_steps"):
+        RecommenderTrainingArguments(output_dir=str(tmp_path), max_steps=0)
+    trainer = setup(cyclic_dataset, tmp_path)
+    with pytest.raises(ValueError, match="item_features has 3 rows"):
+        RecommenderTrainer(
+            trainer.accelerator.unwrap_model(trainer.model),
+            trainer.text_tokenizer,
+            cyclic_dataset,
+            torch.randn(3, 24),
+            trainer.args,
+        )
