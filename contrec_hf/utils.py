@@ -12,7 +12,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["set_seed", "write_json"]
+__all__ = ["require_positive", "set_seed", "write_json"]
+
+
+def require_positive(obj: Any, *names: str) -> None:
+    """Raise a ``ValueError`` naming the first attribute of ``obj`` among ``names`` that is not > 0."""
+    for name in names:
+        value = getattr(obj, name)
+        if value <= 0:
+            raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
 def set_seed(seed: int) -> torch.Generator:

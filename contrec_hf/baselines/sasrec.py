@@ -24,16 +24,11 @@ from tqdm.auto import tqdm
 from ..data.split import SequentialDataset
 from ..errors import ContRecError, DatasetNotFoundError, EvaluationError
 from ..evaluation import evaluate_scorer
-from ..utils import set_seed
+from ..utils import require_positive, set_seed
 
 __all__ = ["SASRec", "SASRecConfig", "SASRecTrainer", "SASRecTrainingArguments"]
 
 WINDOWS = ("last", "random")
-
-
-def _positive(name: str, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
 @dataclass
@@ -59,8 +54,9 @@ class SASRecConfig:
     max_length: int = 50
 
     def __post_init__(self) -> None:
-        for name in ("num_items", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length"):
-            _positive(name, getattr(self, name))
+        require_positive(
+            self, "num_items", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length"
+        )
         if self.hidden_size % self.num_heads:
             raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if not 0.0 <= self.dropout < 1.0:
@@ -204,8 +200,7 @@ class SASRecTrainingArguments:
     eval_batch_size: int = 256
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "learning_rate", "max_epochs", "patience", "eval_batch_size"):
-            _positive(name, getattr(self, name))
+        require_positive(self, "batch_size", "learning_rate", "max_epochs", "patience", "eval_batch_size")
         if self.window not in WINDOWS:
             raise ValueError(f"window must be one of {WINDOWS}, got {self.window!r}")
 

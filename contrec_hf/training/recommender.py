@@ -27,7 +27,7 @@ from ..errors import ContRecError
 from ..evaluation import evaluate_scorer
 from ..models.contrec import ContRecForRecommendation
 from ..retrieval import latent_scores
-from ..utils import set_seed, write_json
+from ..utils import require_positive, set_seed, write_json
 from .checkpoint import load_training_state, save_training_state
 
 __all__ = ["RecommenderTrainer", "RecommenderTrainingArguments"]
@@ -74,9 +74,7 @@ class RecommenderTrainingArguments:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "learning_rate", "max_steps", "eval_steps", "save_steps", "patience"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        require_positive(self, "batch_size", "learning_rate", "max_steps", "eval_steps", "save_steps", "patience")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ContRecError
 from ..models.tokenizer import ContRecTokenizer, ContRecTokenizerConfig, collapse_diagnostics, effective_rank
-from ..utils import set_seed, write_json
+from ..utils import require_positive, set_seed, write_json
 
 __all__ = [
     "TokenizerTrainingArguments",
@@ -52,9 +52,7 @@ class TokenizerTrainingArguments:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "learning_rate", "max_epochs", "patience"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        require_positive(self, "batch_size", "learning_rate", "max_epochs", "patience")
         if len(self.split) != 3 or any(f <= 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
             raise ValueError(f"split must be three positive fractions summing to 1, got {self.split}")
 
