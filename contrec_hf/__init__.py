@@ -18,15 +18,19 @@ from .models import (
     ContRecTokenizerConfig,
     ContRecTokenizerOutput,
 )
+from .pipelines import ContRecCatalog, ContRecDiffusionPipeline, ContRecPipelineOutput
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "ContRecCatalog",
     "ContRecConfig",
     "ContRecDenoiser",
+    "ContRecDiffusionPipeline",
     "ContRecError",
     "ContRecForRecommendation",
     "ContRecOutput",
+    "ContRecPipelineOutput",
     "ContRecTokenizer",
     "ContRecTokenizerConfig",
     "ContRecTokenizerOutput",

@@ -1,11 +1,13 @@
 """Retrieval: score every catalog item against generated preference latents (METHOD.md §5).
 
-Latent score: cosine (default), negative L2 or inner product between x̂ and every item latent e_i.
+Latent score: cosine (default), negative L2 or inner product between x̂ and every item latent e_i. Text score:
+the generated category and title matched against each item's text. Fused: z-norm(latent) + λ_text · text.
 Every history item is masked, then an exact batched top-K is taken with torch.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -13,7 +15,7 @@ import torch.nn.functional as F
 
 from .evaluation.evaluator import mask_history
 
-__all__ = ["METRICS", "latent_scores", "top_k"]
+__all__ = ["METRICS", "fuse_scores", "latent_scores", "parse_response", "text_scores", "top_k"]
 
 METRICS = ("cosine", "l2", "dot")
 
@@ -61,3 +63,47 @@ def top_k(
             raise ValueError(f"top_k={k} exceeds the {scores.shape[1] - longest} items left after masking histories")
     values, indices = scores.topk(k, dim=1)
     return indices, values
+
+
+_RESPONSE = re.compile(r"\((?P<category>[^)]*)\)[^,]*,?\s*like\s+(?P<title>.+?)\.?\s*$", re.DOTALL)
+_WORD = re.compile(r"[\w']+")
+
+
+def parse_response(text: str) -> tuple[str, str]:
+    """``(category, title)`` from a generated "… (<category>) items, like <title>." (empty strings if absent)."""
+    match = _RESPONSE.search(text.strip())
+    if not match:
+        return "", ""
+    return match.group("category").strip(), match.group("title").strip()
+
+
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text)}
+
+
+def text_scores(texts: Sequence[str], titles: Sequence[str], categories: Sequence[str]) -> torch.Tensor:
+    """How well each generated text names each item: Jaccard overlap of the generated title's words with the
+    item's title words, plus half the overlap of the generated category with the item's category words.
+
+    Returns `[len(texts), num_items]` in [0, 1.5].
+    """
+    title_words = [_words(t) for t in titles]
+    category_words = [_words(c) for c in categories]
+    out = torch.zeros(len(texts), len(titles))
+    for row, text in enumerate(texts):
+        category, title = parse_response(text)
+        gen_title, gen_category = _words(title), _words(category)
+        for item, (tw, cw) in enumerate(zip(title_words, category_words)):
+            if gen_title and tw:
+                out[row, item] += len(gen_title & tw) / len(gen_title | tw)
+            if gen_category and cw:
+                out[row, item] += 0.5 * len(gen_category & cw) / len(gen_category | cw)
+    return out
+
+
+def fuse_scores(latent: torch.Tensor, text: torch.Tensor | None, text_weight: float) -> torch.Tensor:
+    """s_i = z-norm(latent)_i + λ_text · text_i (METHOD.md §5); the latent scores are standardised per row."""
+    z = (latent - latent.mean(dim=1, keepdim=True)) / latent.std(dim=1, keepdim=True).clamp_min(1e-8)
+    if text is None or text_weight == 0:
+        return z
+    return z + text_weight * text.to(z)

@@ -1,0 +1,295 @@
+"""ContRecDiffusionPipeline: generate a user's preference latent and retrieve the top-K items (METHOD.md §4–5).
+
+Shaped like diffusers' Kandinsky 2.2 prior pipeline: a transformers model produces the condition, a denoiser and
+a swappable scheduler generate an embedding, and retrieval ranks the catalog against it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.schedulers import DDPMScheduler
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+from .. import retrieval
+from ..data.prompts import ContRecCollator, PromptBuilder
+from ..errors import DataError
+from ..models.contrec import ContRecForRecommendation
+from .catalog import ContRecCatalog
+
+__all__ = ["READOUTS", "ContRecDiffusionPipeline", "ContRecPipelineOutput"]
+
+READOUTS = ("sample", "mean", "x0")
+# Schedulers known not to serve a prediction type (HF_NOTES.md, checked on diffusers 0.42).
+_UNSUPPORTED = {
+    "EulerAncestralDiscreteScheduler": {"sample"},
+    "KDPM2DiscreteScheduler": {"sample"},
+    "KDPM2AncestralDiscreteScheduler": {"sample"},
+    "PNDMScheduler": {"sample"},
+    "EDMEulerScheduler": {"sample"},
+}
+_RECOMMENDED = (
+    "DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler"
+)
+
+
+@dataclass
+class ContRecPipelineOutput(BaseOutput):
+    """Output of [`ContRecDiffusionPipeline`].
+
+    Args:
+        item_ids (`list[list[str]]`): the top-K raw item ids per user, best first.
+        scores (`torch.Tensor` or `np.ndarray` of shape `[batch, top_k]`): their scores.
+        latents (`torch.Tensor` or `np.ndarray` of shape `[batch, latent_dim]`): the preference latents x̂.
+        texts (`list[str]`, *optional*): the generated reasoning (full path only).
+    """
+
+    item_ids: list[list[str]]
+    scores: torch.Tensor | np.ndarray
+    latents: torch.Tensor | np.ndarray
+    texts: list[str] | None = None
+
+
+class ContRecDiffusionPipeline(DiffusionPipeline):
+    """Recommend items from raw item-id histories.
+
+    Args:
+        recommender ([`ContRecForRecommendation`]): the trained recommender (LM, item tokenizer, denoiser).
+        scheduler ([`SchedulerMixin`]): any diffusers scheduler serving the recommender's prediction type.
+        text_tokenizer ([`PreTrainedTokenizerBase`]): the LM's tokenizer (with ContRec's special tokens).
+        catalog ([`ContRecCatalog`]): every item's raw id, text, features and latent.
+
+    Example:
+        ```python
+        >>> from diffusers import DDIMScheduler
+        >>> from contrec_hf import ContRecDiffusionPipeline
+        >>> pipe = ContRecDiffusionPipeline.from_pretrained("runs/demo/pipeline")  # doctest: +SKIP
+        >>> pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)  # doctest: +SKIP
+        >>> out = pipe([["1", "50", "181"]], num_inference_steps=20, top_k=10)  # doctest: +SKIP
+        ```
+    """
+
+    model_cpu_offload_seq = "recommender"
+
+    def __init__(self, recommender, scheduler, text_tokenizer, catalog) -> None:
+        super().__init__()
+        self.register_modules(
+            recommender=recommender, scheduler=scheduler, text_tokenizer=text_tokenizer, catalog=catalog
+        )
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs):
+        """Load from a folder, or from a Hub repository (downloaded first: diffusers alone cannot load
+        third-party components from the Hub)."""
+        path = Path(pretrained_model_name_or_path)
+        if (
+            not path.is_dir()
+            and isinstance(pretrained_model_name_or_path, str)
+            and "/" in pretrained_model_name_or_path
+        ):
+            from huggingface_hub import snapshot_download
+
+            hub_keys = ("revision", "token", "cache_dir", "local_files_only")
+            hub = {k: kwargs[k] for k in hub_keys if k in kwargs}
+            path = Path(snapshot_download(pretrained_model_name_or_path, **hub))
+            kwargs = {k: v for k, v in kwargs.items() if k not in hub_keys}
+        if not (path / "model_index.json").is_file():
+            raise FileNotFoundError(
+                f"{pretrained_model_name_or_path} is not a saved ContRec pipeline (no model_index.json)"
+            )
+        missing = [c for c in ("recommender", "scheduler", "text_tokenizer", "catalog") if not (path / c).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"the pipeline folder {path} lacks the component folder(s) {missing}")
+        return super().from_pretrained(str(path), **kwargs)
+
+    # -------------------------------------------------------------------------------------- helpers
+    def _check_scheduler(self) -> None:
+        prediction = self.recommender.config.prediction_type
+        name = type(self.scheduler).__name__
+        configured = getattr(self.scheduler.config, "prediction_type", prediction)
+        if prediction in _UNSUPPORTED.get(name, set()) or configured != prediction:
+            raise ValueError(
+                f"{name} (prediction_type={configured!r}) cannot serve this recommender, trained to predict "
+                f"{prediction!r}; use one of {_RECOMMENDED} with `X.from_config(pipe.scheduler.config)`"
+            )
+
+    def _histories(self, histories: Sequence[Sequence[str | int]]) -> list[list[int]]:
+        if isinstance(histories, (str, bytes)) or not all(isinstance(h, (list, tuple)) for h in histories):
+            raise DataError("histories must be a list of item-id lists, one per user")
+        if not histories:
+            raise DataError("no histories given")
+        empty = [i for i, h in enumerate(histories) if len(h) == 0]
+        if empty:
+            raise DataError(f"history/histories {empty} are empty: ContRec needs at least one item per user")
+        return [self.catalog.index(h) for h in histories]
+
+    def _collator(self) -> ContRecCollator:
+        config = self.recommender.config
+        builder = PromptBuilder(
+            titles=self.catalog.config.titles,
+            categories=self.catalog.config.categories,
+            num_item_tokens=config.num_item_tokens,
+            max_history=config.max_history,
+            max_title_length=config.max_title_length,
+        )
+        return ContRecCollator(self.text_tokenizer, builder, self.catalog.features)
+
+    def encode_histories(self, histories: list[list[int]]) -> torch.Tensor:
+        """Fast path: one LM forward over prompt + `<pref>` per user → conditions `[batch, condition_dim]`."""
+        inputs = self._collator()([(h, None) for h in histories], train=False)
+        device = self.device
+        return self.recommender(
+            input_ids=inputs["input_ids"].to(device),
+            attention_mask=inputs["attention_mask"].to(device),
+            item_features=inputs["item_features"].to(device),
+            return_loss=False,
+        ).condition
+
+    def generate_and_encode(
+        self, histories: list[list[int]], max_new_tokens: int = 48
+    ) -> tuple[torch.Tensor, list[str]]:
+        """Full path: greedy text generation (KV cache) until `<pref>`, then the condition at `<pref>`."""
+        model, config, collator = self.recommender, self.recommender.config, self._collator()
+        conditions, texts = [], []
+        for history in histories:  # one user at a time: prompts differ in length and generation in stopping point
+            inputs = collator([(history, None)], train=False)
+            prompt = inputs["input_ids"][:, :-1].to(self.device)  # without the trailing <pref>
+            embeds = model.embed_prompt(prompt, inputs["item_features"].to(self.device))
+            generated = model.language_model.generate(
+                inputs_embeds=embeds,
+                attention_mask=torch.ones_like(prompt),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                eos_token_id=config.pref_token_id,
+                pad_token_id=self.text_tokenizer.pad_token_id,
+            )
+            response = generated[0][generated[0] != config.pref_token_id]
+            texts.append(self.text_tokenizer.decode(response, skip_special_tokens=True))
+            pref = torch.tensor([[config.pref_token_id]], device=self.device)
+            full = torch.cat([prompt, response[None].to(self.device), pref], dim=1)
+            out = model(input_ids=full, item_features=inputs["item_features"].to(self.device), return_loss=False)
+            conditions.append(out.condition)
+        return torch.cat(conditions), texts
+
+    def denoise(
+        self,
+        condition: torch.Tensor,
+        num_inference_steps: int,
+        guidance_scale: float,
+        generator: torch.Generator | list[torch.Generator] | None,
+    ) -> torch.Tensor:
+        """Sample x̂ `[batch, latent_dim]` with the pipeline's scheduler and classifier-free guidance."""
+        model = self.recommender
+        # 1. Start from noise, scaled as the scheduler expects.
+        shape = (condition.shape[0], model.config.latent_dim)
+        latents = randn_tensor(shape, generator=generator, device=self.device, dtype=condition.dtype)
+        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
+        latents = latents * self.scheduler.init_noise_sigma
+        # Stochastic schedulers (DDPM, Euler-ancestral …) take the generator in step(); others do not accept it.
+        step_kwargs = (
+            {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        )
+        # 2. Denoise: pred = pred_uncond + s·(pred_cond − pred_uncond), then one scheduler step.
+        for t in self.progress_bar(self.scheduler.timesteps):
+            model_input = self.scheduler.scale_model_input(latents, t)
+            t_batch = t.expand(latents.shape[0]) if t.ndim == 0 else t
+            pred = model.guided_prediction(model_input, t_batch, condition, guidance_scale)
+            latents = self.scheduler.step(pred, t, latents, **step_kwargs).prev_sample
+        return latents
+
+    # -------------------------------------------------------------------------------------- __call__
+    @torch.no_grad()
+    def __call__(
+        self,
+        histories: Sequence[Sequence[str | int]],
+        *,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 3.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        top_k: int = 10,
+        generate_text: bool = False,
+        text_weight: float = 0.0,
+        exclude_history: bool = True,
+        readout: str = "sample",
+        num_samples: int = 8,
+        metric: str = "cosine",
+        output_type: str = "pt",
+        return_dict: bool = True,
+    ) -> ContRecPipelineOutput | tuple:
+        """
+        Args:
+            histories (`list[list[str | int]]`): raw item ids per user, oldest first.
+            num_inference_steps (`int`): denoising steps.
+            guidance_scale (`float`): classifier-free guidance s ≥ 0 (1 = plain conditioning).
+            generator (`torch.Generator`, *optional*): makes sampling deterministic.
+            top_k (`int`): items returned per user.
+            generate_text (`bool`): full path (write the reasoning, then `<pref>`) instead of the fast path.
+            text_weight (`float`): λ_text of the text + latent fusion (full path).
+            exclude_history (`bool`): mask every history item.
+            readout (`str`): `"sample"` (one diffusion sample, as the paper), `"mean"` (mean of `num_samples`
+                samples) or `"x0"` (the denoiser's one-step x₀ estimate, deterministic).
+            metric (`str`): `"cosine"`, `"l2"` or `"dot"` against the item latents.
+            output_type (`str`): `"pt"` or `"np"`.
+            return_dict (`bool`): a [`ContRecPipelineOutput`] or a tuple.
+        """
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be ≥ 1, got {num_inference_steps}")
+        if guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be ≥ 0, got {guidance_scale}")
+        if readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+        if output_type not in ("pt", "np"):
+            raise ValueError(f"output_type must be 'pt' or 'np', got {output_type!r}")
+        if not 1 <= top_k <= self.catalog.num_items:
+            raise ValueError(f"top_k must be between 1 and the catalog size {self.catalog.num_items}, got {top_k}")
+        self._check_scheduler()
+        indices = self._histories(histories)
+
+        # 1. The condition: fast path (prompt + <pref>) or full path (reasoning, then <pref>).
+        texts = None
+        if generate_text:
+            condition, texts = self.generate_and_encode(indices)
+        else:
+            condition = self.encode_histories(indices)
+        # 2. The preference latent.
+        if readout == "x0":
+            latents = self.recommender.predict_x0(condition, guidance_scale)
+        elif readout == "mean":
+            repeated = condition.repeat_interleave(num_samples, 0)
+            samples = self.denoise(repeated, num_inference_steps, guidance_scale, generator)
+            latents = samples.view(condition.shape[0], num_samples, -1).mean(1)
+        else:
+            latents = self.denoise(condition, num_inference_steps, guidance_scale, generator)
+        # 3. Retrieval: latent (+ text) scores, history masked, exact top-K.
+        scores = retrieval.latent_scores(latents, self.catalog.latents.to(latents.device), metric)
+        if texts is not None and text_weight:
+            text = retrieval.text_scores(texts, self.catalog.config.titles, self.catalog.config.categories)
+            scores = retrieval.fuse_scores(scores, text.to(scores.device), text_weight)
+        items, values = retrieval.top_k(scores, top_k, indices if exclude_history else None)
+        ids = [[self.catalog.config.item_ids[i] for i in row] for row in items.tolist()]
+        values, latents = values.cpu(), latents.cpu()
+        if output_type == "np":
+            values, latents = values.numpy(), latents.numpy()
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return ids, values, latents, texts
+        return ContRecPipelineOutput(item_ids=ids, scores=values, latents=latents, texts=texts)
+
+
+def build_pipeline(recommender: ContRecForRecommendation, text_tokenizer, data, item_features: torch.Tensor):
+    """A pipeline around a trained recommender and a dataset's catalog (DDPM with the training schedule)."""
+    recommender.eval()
+    with torch.no_grad():
+        latents = recommender.item_tokenizer.latent(item_features.float())
+    catalog = ContRecCatalog.build(
+        data.item_ids, data.items["title"].tolist(), data.items["category"].tolist(), item_features.float(), latents
+    )
+    scheduler = DDPMScheduler.from_config(recommender.noise_scheduler.config, clip_sample=False)
+    return ContRecDiffusionPipeline(recommender, scheduler, text_tokenizer, catalog)

@@ -1,0 +1,143 @@
+import pytest
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerAncestralDiscreteScheduler,
+    EulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
+
+from contrec_hf.errors import DataError
+from contrec_hf.models import ContRecTokenizer, ContRecTokenizerConfig
+from contrec_hf.pipelines import ContRecCatalog, ContRecDiffusionPipeline, build_pipeline
+from contrec_hf.training import prepare_recommender
+
+SWAPS = [DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    from conftest import make_cyclic_dataset
+
+    data = make_cyclic_dataset()
+    torch.manual_seed(0)
+    features = torch.randn(data.num_items, 24, generator=torch.Generator().manual_seed(1))
+    tokenizer = ContRecTokenizer(ContRecTokenizerConfig(input_dim=24, token_dim=16, encoder_hidden_sizes=[19]))
+    tokenizer.fit_normalization(features)
+    overrides = {"projector_hidden_size": 37, "condition_dim": 29, "denoiser_hidden_size": 31, "max_history": 5,
+                 "num_train_timesteps": 50}  # fmt: skip
+    model, text_tokenizer = prepare_recommender(data, tokenizer, config_overrides=overrides)
+    return build_pipeline(model, text_tokenizer, data, features)
+
+
+def call(pipe, **kwargs):
+    defaults = {"num_inference_steps": 5, "top_k": 3, "generator": torch.Generator().manual_seed(0)}
+    return pipe([["i1", "i2", "i3"], ["i7"]], **{**defaults, **kwargs})
+
+
+def test_output_shapes_history_masking_and_tuple(pipe):
+    out = call(pipe)
+    assert len(out.item_ids) == 2 and all(len(r) == 3 for r in out.item_ids)
+    assert out.scores.shape == (2, 3) and out.latents.shape == (2, 16) and out.texts is None
+    assert not {"i1", "i2", "i3"} & set(out.item_ids[0]) and "i7" not in out.item_ids[1]
+    assert (out.scores[:, :-1] >= out.scores[:, 1:]).all()  # best first
+    as_tuple = call(pipe, return_dict=False)
+    assert as_tuple[0] == out.item_ids and torch.equal(as_tuple[1], out.scores)
+    assert call(pipe, output_type="np").scores.shape == (2, 3)
+
+
+def test_same_generator_same_recommendations_and_readouts(pipe):
+    assert call(pipe).item_ids == call(pipe).item_ids
+    a, b = call(pipe, readout="x0"), call(pipe, readout="x0", generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a.latents, b.latents)  # deterministic read-out
+    assert call(pipe, readout="mean", num_samples=3).latents.shape == (2, 16)
+
+
+@pytest.mark.parametrize("scheduler_class", SWAPS, ids=lambda c: c.__name__)
+def test_scheduler_swaps(pipe, scheduler_class, tmp_path):
+    original = pipe.scheduler
+    try:
+        pipe.scheduler = scheduler_class.from_config(original.config)
+        out = call(pipe)
+        assert torch.isfinite(out.latents).all() and len(out.item_ids[0]) == 3
+        pipe.save_pretrained(tmp_path)
+        reloaded = ContRecDiffusionPipeline.from_pretrained(tmp_path)
+        assert type(reloaded.scheduler) is scheduler_class  # the saved pipeline remembers the swap
+    finally:
+        pipe.scheduler = original
+
+
+def test_unsupported_scheduler_names_alternatives(pipe):
+    original = pipe.scheduler
+    try:
+        pipe.scheduler = EulerAncestralDiscreteScheduler.from_config(original.config)
+        with pytest.raises(ValueError, match="DDIMScheduler"):
+            call(pipe)
+        pipe.scheduler = DDIMScheduler.from_config(original.config, prediction_type="epsilon")
+        with pytest.raises(ValueError, match="trained to predict 'sample'"):
+            call(pipe)
+    finally:
+        pipe.scheduler = original
+
+
+def test_save_load_identical_outputs_and_components_alone(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path)
+    assert {"model_index.json", "recommender", "scheduler", "text_tokenizer", "catalog"} <= {
+        p.name for p in tmp_path.iterdir()
+    }
+    assert not list(tmp_path.rglob("*.bin")) and not list(tmp_path.rglob("*.pkl"))
+    reloaded = ContRecDiffusionPipeline.from_pretrained(tmp_path)
+    a, b = call(pipe), call(reloaded)
+    assert a.item_ids == b.item_ids and torch.allclose(a.scores, b.scores, atol=1e-5)
+    catalog = ContRecCatalog.from_pretrained(tmp_path / "catalog")
+    assert catalog.index(["i3"]) == pipe.catalog.index(["i3"])
+    assert DDPMScheduler.from_pretrained(tmp_path / "scheduler").config.clip_sample is False
+
+
+def test_full_path_generates_text(pipe):
+    out = call(pipe, generate_text=True, text_weight=0.5)
+    assert len(out.texts) == 2 and all(isinstance(t, str) for t in out.texts)
+    assert len(out.item_ids[0]) == 3
+
+
+def test_numeric_ids_accept_int_and_str():
+    catalog = ContRecCatalog.build(["1", "50"], ["a", "b"], ["", ""], torch.zeros(2, 3), torch.zeros(2, 4))
+    assert catalog.index([1, "50", " 1"]) == [0, 1, 0]
+    with pytest.raises(DataError, match="unknown item id"):
+        catalog.index([7])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "histories", "message"),
+    [
+        ({}, [["nope"]], "unknown item id"),
+        ({}, [[]], "empty"),
+        ({"top_k": 99}, [["i1"]], "top_k must be between 1 and the catalog size 13"),
+        ({"top_k": 0}, [["i1"]], "top_k"),
+        ({"num_inference_steps": 0}, [["i1"]], "num_inference_steps"),
+        ({"guidance_scale": -1.0}, [["i1"]], "guidance_scale"),
+        ({"readout": "median"}, [["i1"]], "readout"),
+        ({}, "i1", "list of item-id lists"),
+    ],
+)
+def test_bad_input(pipe, kwargs, histories, message):
+    with pytest.raises((ValueError, DataError), match=message):
+        pipe(histories, num_inference_steps=kwargs.pop("num_inference_steps", 2), **kwargs)
+
+
+def test_missing_component_folder(pipe, tmp_path):
+    import shutil
+
+    pipe.save_pretrained(tmp_path)
+    shutil.rmtree(tmp_path / "catalog")
+    with pytest.raises(FileNotFoundError, match="catalog"):
+        ContRecDiffusionPipeline.from_pretrained(tmp_path)
+
+
+def test_push_and_load_from_the_hub(pipe, fake_hub):
+    repo = f"{fake_hub.user}/tiny-contrec-pipeline"
+    pipe.push_to_hub(repo, token=fake_hub.token)
+    reloaded = ContRecDiffusionPipeline.from_pretrained(repo, token=fake_hub.token)
+    assert call(reloaded).item_ids == call(pipe).item_ids
