@@ -183,6 +183,53 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+SCHEDULERS = {
+    "ddpm": "DDPMScheduler",
+    "ddim": "DDIMScheduler",
+    "dpm-solver": "DPMSolverMultistepScheduler",
+    "unipc": "UniPCMultistepScheduler",
+    "euler": "EulerDiscreteScheduler",
+}
+
+
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    import diffusers
+    import torch
+
+    from .pipelines import ContRecDiffusionPipeline
+
+    history = [h.strip() for h in args.history.split(",") if h.strip()]
+    if not history:
+        raise ContRecError("--history holds no item id (give them comma-separated, e.g. --history 1,50,181)")
+    pipe = ContRecDiffusionPipeline.from_pretrained(args.pipeline)
+    if args.scheduler:
+        pipe.scheduler = getattr(diffusers, SCHEDULERS[args.scheduler]).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(
+        [history],
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance_scale,
+        top_k=args.top_k,
+        readout=args.readout,
+        generate_text=args.generate_text,
+        text_weight=args.text_weight,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    titles = dict(zip(pipe.catalog.config.item_ids, pipe.catalog.config.titles))
+    rows = [
+        {"item_id": item, "title": titles[item], "score": float(score)}
+        for item, score in zip(out.item_ids[0], out.scores[0])
+    ]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if out.texts:
+        print(f"reasoning: {out.texts[0]}")
+    for rank, row in enumerate(rows, 1):
+        print(f"{rank:>3}. {row['item_id']:<12} {row['score']:8.4f}  {row['title']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contrec-hf", description="ContRec recommendation on Hugging Face.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -263,6 +310,20 @@ def build_parser() -> argparse.ArgumentParser:
     stage2.add_argument("--overwrite", action="store_true", help="start over instead of resuming from --output")
     stage2.add_argument("--no-progress", action="store_true")
     stage2.set_defaults(func=_cmd_train)
+
+    recommend = commands.add_parser("recommend", help="top-K items for a history, from a saved pipeline")
+    recommend.add_argument("--pipeline", required=True, help="a saved pipeline folder or a Hub repository id")
+    recommend.add_argument("--history", required=True, help="raw item ids, comma-separated, oldest first")
+    recommend.add_argument("--top-k", type=int, default=10)
+    recommend.add_argument("--scheduler", choices=sorted(SCHEDULERS), help="swap the pipeline's scheduler")
+    recommend.add_argument("--steps", type=int, default=50, help="denoising steps")
+    recommend.add_argument("--guidance-scale", type=float, default=3.0)
+    recommend.add_argument("--readout", choices=("sample", "mean", "x0"), default="sample")
+    recommend.add_argument("--generate-text", action="store_true", help="full path: write the reasoning first")
+    recommend.add_argument("--text-weight", type=float, default=0.0, help="λ_text of the text + latent fusion")
+    recommend.add_argument("--seed", type=int, default=0)
+    recommend.add_argument("--json", action="store_true", help="print a JSON list of {item_id, title, score}")
+    recommend.set_defaults(func=_cmd_recommend)
     return parser
 
 

@@ -141,3 +141,20 @@ def test_push_and_load_from_the_hub(pipe, fake_hub):
     pipe.push_to_hub(repo, token=fake_hub.token)
     reloaded = ContRecDiffusionPipeline.from_pretrained(repo, token=fake_hub.token)
     assert call(reloaded).item_ids == call(pipe).item_ids
+
+
+def test_cli_recommend(pipe, tmp_path, capsys):
+    import json
+
+    from contrec_hf.cli import main
+
+    pipe.save_pretrained(tmp_path)
+    argv = ["recommend", "--pipeline", str(tmp_path), "--history", "i1,i2", "--top-k", "4", "--steps", "3"]
+    assert main([*argv, "--scheduler", "ddim", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 4 and set(rows[0]) == {"item_id", "title", "score"}
+    assert rows[0]["title"].startswith("Item ") and not {"i1", "i2"} & {r["item_id"] for r in rows}
+    assert main(argv) == 0
+    assert "1." in capsys.readouterr().out
+    assert main([*argv[:3], "--history", "zzz"]) == 2
+    assert "unknown item id" in capsys.readouterr().err
