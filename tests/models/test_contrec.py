@@ -239,3 +239,26 @@ def test_user_tokens_on_and_off(user_tokens, text_tokenizer, tmp_path):
     else:
         with pytest.raises(ValueError, match="user tokens are off"):
             model(**inputs, user_features=users[:2])
+
+
+def test_from_pretrained_llm_round_trip(text_tokenizer, tmp_path):
+    """An injected pretrained LM must compute the same after save → load (its attention implementation is kept)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from contrec_hf.models import ContRecTokenizer, ContRecTokenizerConfig
+
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(text_tokenizer), num_key_value_heads=2, **LLAMA_LIKE))
+    lm.save_pretrained(tmp_path / "lm")
+    text_tokenizer.save_pretrained(tmp_path / "lm")
+    item_tokenizer = ContRecTokenizer(ContRecTokenizerConfig(input_dim=24, token_dim=16))
+    model, tokenizer = ContRecForRecommendation.from_pretrained_llm(str(tmp_path / "lm"), item_tokenizer)
+    assert model.config.text_config._attn_implementation is not None
+    model.eval()
+    model.save_pretrained(tmp_path / "contrec")
+    back = ContRecForRecommendation.from_pretrained(tmp_path / "contrec")
+    inputs = {k: v for k, v in batch(tokenizer, model, train=False).items() if k != "targets"}
+    a, b = model(**inputs, return_loss=False), back(**inputs, return_loss=False)
+    assert torch.allclose(a.condition, b.condition, atol=1e-5)
+    with pytest.raises(Exception, match="cannot load the causal LM"):
+        ContRecForRecommendation.from_pretrained_llm(str(tmp_path / "missing"), item_tokenizer)

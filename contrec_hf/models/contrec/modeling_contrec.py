@@ -106,6 +106,11 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
     def __init__(self, config: ContRecConfig, language_model: PreTrainedModel | None = None) -> None:
         super().__init__(config)
         self.language_model = language_model or AutoModelForCausalLM.from_config(config.text_config)
+        # Building a composite config resets its sub-configs' attention implementation to None; an injected LM
+        # would then run with a different attention path than after save → load (sdpa). Pin it explicitly.
+        if config.text_config._attn_implementation is None:
+            supports_sdpa = getattr(type(self.language_model), "_supports_sdpa", False)
+            config.text_config._attn_implementation = "sdpa" if supports_sdpa else "eager"
         self.item_tokenizer = ContRecTokenizer(config.item_tokenizer_config)
         hidden = config.text_config.get_text_config().hidden_size
         # Optional user tokens (the paper tokenises users too): a second σ-VAE over user features.
