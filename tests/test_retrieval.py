@@ -1,0 +1,58 @@
+import pytest
+import torch
+
+from contrec_hf.retrieval import fuse_scores, latent_scores, parse_response, text_scores, top_k
+
+
+def test_latent_scores_by_hand():
+    latents = torch.tensor([[1.0, 0.0]])
+    items = torch.tensor([[2.0, 0.0], [0.0, 3.0], [-1.0, 0.0]])
+    assert torch.allclose(latent_scores(latents, items, "cosine"), torch.tensor([[1.0, 0.0, -1.0]]))
+    assert torch.allclose(latent_scores(latents, items, "dot"), torch.tensor([[2.0, 0.0, -1.0]]))
+    assert torch.allclose(latent_scores(latents, items, "l2"), torch.tensor([[-1.0, -10.0, -4.0]]))
+    with pytest.raises(ValueError, match="unknown retrieval metric"):
+        latent_scores(latents, items, "manhattan")
+    with pytest.raises(ValueError, match="share d"):
+        latent_scores(latents, torch.zeros(3, 5))
+
+
+def test_top_k_masks_history_and_checks_k():
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.4]])
+    ids, values = top_k(scores, 2, [[0], [3, 2]])
+    assert ids.tolist() == [[1, 2], [1, 0]] and torch.allclose(values[0], torch.tensor([0.8, 0.7]))
+    with pytest.raises(ValueError, match="exceeds"):
+        top_k(scores, 3, [[0], [3, 2]])
+    with pytest.raises(ValueError, match="between 1 and the catalog size 4"):
+        top_k(scores, 5)
+
+
+def test_text_scores_and_fusion():
+    text = " The user may prefer (Action Thriller) items, like Die Hard."
+    assert parse_response(text) == ("Action Thriller", "Die Hard")
+    assert parse_response("no structure here") == ("", "")
+    scores = text_scores([text], ["Die Hard", "Hard Rain", "Toy Story"], ["Action Thriller", "Action", "Comedy"])
+    assert scores[0, 0] == pytest.approx(1.5) and scores[0, 0] > scores[0, 1] > scores[0, 2] == 0
+    latent = torch.tensor([[1.0, 2.0, 3.0]])
+    fused = fuse_scores(latent, scores, 1.0)
+    assert torch.allclose(fuse_scores(latent, None, 1.0), torch.tensor([[-1.0, 0.0, 1.0]]))
+    assert fused.argmax() == 2 and fused[0, 0] > -1.0
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
+@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
+def test_faiss_matches_exact_search(kind, metric):
+    pytest.importorskip("faiss")
+    from contrec_hf.retrieval_faiss import FaissIndex
+
+    g = torch.Generator().manual_seed(0)
+    items, queries = torch.randn(500, 16, generator=g), torch.randn(8, 16, generator=g)
+    histories = [[i, i + 1] for i in range(8)]
+    exact_ids, _ = top_k(latent_scores(queries, items, metric), 10, histories)
+    index = FaissIndex(items, kind=kind, metric=metric, nlist=8, nprobe=8)
+    ids, scores = index.search(queries, 10, histories)
+    assert ids.shape == (8, 10) and not any(set(h) & set(r) for h, r in zip(histories, ids.tolist()))
+    assert (scores[:, :-1] >= scores[:, 1:] - 1e-5).all()  # best first, higher is better for every metric
+    recall = sum(len(set(a) & set(b)) for a, b in zip(ids.tolist(), exact_ids.tolist())) / 80
+    assert recall == 1.0 if kind == "flat" else recall >= 0.9
+    with pytest.raises(ValueError, match="k must be between"):
+        index.search(queries, 499, histories)
