@@ -2,5 +2,13 @@
 
 from .catalog import ContRecCatalog
 from .pipeline_contrec import READOUTS, ContRecDiffusionPipeline, ContRecPipelineOutput, build_pipeline
+from .tuning import tune_text_weight
 
-__all__ = ["READOUTS", "ContRecCatalog", "ContRecDiffusionPipeline", "ContRecPipelineOutput", "build_pipeline"]
+__all__ = [
+    "READOUTS",
+    "ContRecCatalog",
+    "ContRecDiffusionPipeline",
+    "ContRecPipelineOutput",
+    "build_pipeline",
+    "tune_text_weight",
+]

@@ -158,3 +158,13 @@ def test_cli_recommend(pipe, tmp_path, capsys):
     assert "1." in capsys.readouterr().out
     assert main([*argv[:3], "--history", "zzz"]) == 2
     assert "unknown item id" in capsys.readouterr().err
+
+
+def test_tune_text_weight_reports_every_weight(pipe):
+    from conftest import make_cyclic_dataset
+
+    from contrec_hf.pipelines import tune_text_weight
+
+    best, results = tune_text_weight(pipe, make_cyclic_dataset(), weights=(0.0, 1.0), users=4)
+    assert best in (0.0, 1.0) and set(results) == {0.0, 1.0, float("inf")}
+    assert all(0.0 <= r["ndcg@10"] <= 1.0 for r in results.values())
