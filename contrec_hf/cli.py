@@ -183,6 +183,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_pipeline_build(args: argparse.Namespace) -> int:
+    from transformers import AutoTokenizer
+
+    from .models import ContRecForRecommendation
+    from .pipelines import build_pipeline
+    from .training import load_stage1
+
+    output = Path(args.output)
+    if (output / "model_index.json").exists() and not args.overwrite:
+        raise ContRecError(f"{output} already holds a pipeline; pass --overwrite to replace it")
+    recommender_dir = Path(args.recommender)
+    if not (recommender_dir / "config.json").is_file() or not (recommender_dir / "text_tokenizer").is_dir():
+        raise ContRecError(f"{recommender_dir} is not a trained recommender (config.json and text_tokenizer/)")
+    data = _load_data(args)
+    _, features = load_stage1(args.tokenizer, data)
+    recommender = ContRecForRecommendation.from_pretrained(recommender_dir)
+    text_tokenizer = AutoTokenizer.from_pretrained(recommender_dir / "text_tokenizer")
+    build_pipeline(recommender, text_tokenizer, data, features.features).save_pretrained(output)
+    print(f"pipeline for {data.name} ({data.num_items:,} items) saved to {output}")
+    return 0
+
+
 SCHEDULERS = {
     "ddpm": "DDPMScheduler",
     "ddim": "DDIMScheduler",
@@ -324,6 +346,16 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--seed", type=int, default=0)
     recommend.add_argument("--json", action="store_true", help="print a JSON list of {item_id, title, score}")
     recommend.set_defaults(func=_cmd_recommend)
+
+    pipeline = commands.add_parser("pipeline", help="assemble a ContRecDiffusionPipeline folder")
+    pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
+    build = pipeline_commands.add_parser("build", help="recommender + scheduler + text tokenizer + catalog")
+    _add_dataset_arguments(build)
+    build.add_argument("--recommender", required=True, help="a trained recommender folder (e.g. RUN/best)")
+    build.add_argument("--tokenizer", required=True, help="the stage-1 folder (its item features form the catalog)")
+    build.add_argument("--output", required=True)
+    build.add_argument("--overwrite", action="store_true")
+    build.set_defaults(func=_cmd_pipeline_build)
     return parser
 
 

@@ -86,3 +86,20 @@ def test_tokenizer_train_on_a_table(kind, tmp_path, fixtures_dir, capsys):
     assert (out / "features" / "features.safetensors").is_file()
     assert main(argv) == 2  # never replaces a trained tokenizer without --overwrite
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_cli_end_to_end_tokenizer_train_pipeline_recommend(tmp_path, fixtures_dir, capsys):
+    table = str(fixtures_dir / "table" / "interactions.csv")
+    data = ["--dataset", "table", "--data-path", table]
+    tok, run, pipe = tmp_path / "tok", tmp_path / "run", tmp_path / "pipe"
+    assert main(["tokenizer", "train", *data, "--output", str(tok), "--max-epochs", "2", "--cf-dim", "8",
+                 "--token-dim", "8", "--no-progress"]) == 0  # fmt: skip
+    train = ["train", *data, "--tokenizer", str(tok), "--output", str(run), "--max-steps", "2", "--eval-steps", "2"]
+    assert main([*train, "--save-steps", "2", "--batch-size", "4", "--no-progress"]) == 0
+    build = ["pipeline", "build", *data, "--recommender", str(run / "best"), "--tokenizer", str(tok)]
+    assert main([*build, "--output", str(pipe)]) == 0
+    assert main([*build, "--output", str(pipe)]) == 2  # never replaced without --overwrite
+    capsys.readouterr()
+    assert main(["recommend", "--pipeline", str(pipe), "--history", "B00TBL0002", "--top-k", "2", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 2 and "B00TBL0002" not in {r["item_id"] for r in rows}
