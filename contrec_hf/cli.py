@@ -36,6 +36,12 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _refuse_to_replace(marker: Path, what: str, args: argparse.Namespace) -> None:
+    """Nothing a user saved is replaced silently: an existing ``marker`` needs ``--overwrite``."""
+    if marker.exists() and not args.overwrite:
+        raise ContRecError(f"{marker.parent} already holds {what}; pass --overwrite to replace it")
+
+
 def _load_data(args: argparse.Namespace):
     from .data import load_sequential_dataset
 
@@ -58,8 +64,7 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
 
 def _cmd_data_prepare(args: argparse.Namespace) -> int:
     output = Path(args.output)
-    if (output / "dataset.json").exists() and not args.overwrite:
-        raise ContRecError(f"{output} already holds a saved dataset; pass --overwrite to replace it")
+    _refuse_to_replace(output / "dataset.json", "a saved dataset", args)
     data = _load_data(args)
     data.save(output)
     print(f"saved the {data.name} split ({data.num_users:,} users, {data.num_items:,} items) to {output}")
@@ -115,8 +120,7 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     from .training import TokenizerTrainingArguments, run_tokenizer_stage
 
     output = Path(args.output)
-    if (output / "config.json").exists() and not args.overwrite:
-        raise ContRecError(f"{output} already holds a trained tokenizer; pass --overwrite to replace it")
+    _refuse_to_replace(output / "config.json", "a trained tokenizer", args)
     data = _load_data(args)
     tokenizer_kwargs = {
         "sigma_sampling": not args.no_sigma_sampling,
@@ -191,8 +195,7 @@ def _cmd_pipeline_build(args: argparse.Namespace) -> int:
     from .training import load_stage1
 
     output = Path(args.output)
-    if (output / "model_index.json").exists() and not args.overwrite:
-        raise ContRecError(f"{output} already holds a pipeline; pass --overwrite to replace it")
+    _refuse_to_replace(output / "model_index.json", "a pipeline", args)
     recommender_dir = Path(args.recommender)
     if not (recommender_dir / "config.json").is_file() or not (recommender_dir / "text_tokenizer").is_dir():
         raise ContRecError(f"{recommender_dir} is not a trained recommender (config.json and text_tokenizer/)")
