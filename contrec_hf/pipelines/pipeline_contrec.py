@@ -78,11 +78,19 @@ class ContRecDiffusionPipeline(DiffusionPipeline):
 
     model_cpu_offload_seq = "recommender"
 
-    def __init__(self, recommender, scheduler, text_tokenizer, catalog) -> None:
+    def __init__(self, recommender, scheduler, text_tokenizer, catalog, text_weight: float = 0.0) -> None:
         super().__init__()
         self.register_modules(
             recommender=recommender, scheduler=scheduler, text_tokenizer=text_tokenizer, catalog=catalog
         )
+        # λ_text of the full path's fusion, saved with the pipeline (set it from `tune_text_weight`).
+        self.register_to_config(text_weight=float(text_weight))
+        self.retrieval_index = None
+
+    def set_retrieval_index(self, index) -> None:
+        """Serve the latent-only top-K from an approximate index (e.g. `contrec_hf.retrieval_faiss.FaissIndex`
+        over `catalog.latents`) instead of the exact torch search; `None` restores the exact search."""
+        self.retrieval_index = index
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs):
@@ -215,7 +223,7 @@ class ContRecDiffusionPipeline(DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         top_k: int = 10,
         generate_text: bool = False,
-        text_weight: float = 0.0,
+        text_weight: float | None = None,
         exclude_history: bool = True,
         readout: str = "sample",
         num_samples: int = 8,
@@ -231,7 +239,8 @@ class ContRecDiffusionPipeline(DiffusionPipeline):
             generator (`torch.Generator`, *optional*): makes sampling deterministic.
             top_k (`int`): items returned per user.
             generate_text (`bool`): full path (write the reasoning, then `<pref>`) instead of the fast path.
-            text_weight (`float`): λ_text of the text + latent fusion (full path).
+            text_weight (`float`, *optional*): λ_text of the text + latent fusion (full path); defaults to the
+                pipeline's `config.text_weight`.
             exclude_history (`bool`): mask every history item.
             readout (`str`): `"sample"` (one diffusion sample, as the paper), `"mean"` (mean of `num_samples`
                 samples) or `"x0"` (the denoiser's one-step x₀ estimate, deterministic).
@@ -267,12 +276,17 @@ class ContRecDiffusionPipeline(DiffusionPipeline):
             latents = samples.view(condition.shape[0], num_samples, -1).mean(1)
         else:
             latents = self.denoise(condition, num_inference_steps, guidance_scale, generator)
-        # 3. Retrieval: latent (+ text) scores, history masked, exact top-K.
-        scores = retrieval.latent_scores(latents, self.catalog.latents.to(latents.device), metric)
-        if texts is not None and text_weight:
-            text = retrieval.text_scores(texts, self.catalog.config.titles, self.catalog.config.categories)
-            scores = retrieval.fuse_scores(scores, text.to(scores.device), text_weight)
-        items, values = retrieval.top_k(scores, top_k, indices if exclude_history else None)
+        # 3. Retrieval: latent (+ text) scores, history masked, top-K (exact, or from the approximate index).
+        text_weight = self.config.text_weight if text_weight is None else text_weight
+        masked = indices if exclude_history else None
+        if self.retrieval_index is not None and not (texts is not None and text_weight):
+            items, values = self.retrieval_index.search(latents, top_k, masked)
+        else:
+            scores = retrieval.latent_scores(latents, self.catalog.latents.to(latents.device), metric)
+            if texts is not None and text_weight:
+                text = retrieval.text_scores(texts, self.catalog.config.titles, self.catalog.config.categories)
+                scores = retrieval.fuse_scores(scores, text.to(scores.device), text_weight)
+            items, values = retrieval.top_k(scores, top_k, masked)
         ids = [[self.catalog.config.item_ids[i] for i in row] for row in items.tolist()]
         values, latents = values.cpu(), latents.cpu()
         if output_type == "np":

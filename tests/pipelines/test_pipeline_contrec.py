@@ -91,6 +91,9 @@ def test_save_load_identical_outputs_and_components_alone(pipe, tmp_path):
     reloaded = ContRecDiffusionPipeline.from_pretrained(tmp_path)
     a, b = call(pipe), call(reloaded)
     assert a.item_ids == b.item_ids and torch.allclose(a.scores, b.scores, atol=1e-5)
+    from contrec_hf.models import ContRecForRecommendation
+
+    assert isinstance(ContRecForRecommendation.from_pretrained(tmp_path / "recommender"), ContRecForRecommendation)
     catalog = ContRecCatalog.from_pretrained(tmp_path / "catalog")
     assert catalog.index(["i3"]) == pipe.catalog.index(["i3"])
     assert DDPMScheduler.from_pretrained(tmp_path / "scheduler").config.clip_sample is False
@@ -168,3 +171,20 @@ def test_tune_text_weight_reports_every_weight(pipe):
     best, results = tune_text_weight(pipe, make_cyclic_dataset(), weights=(0.0, 1.0), users=4)
     assert best in (0.0, 1.0) and set(results) == {0.0, 1.0, float("inf")}
     assert all(0.0 <= r["ndcg@10"] <= 1.0 for r in results.values())
+
+
+def test_text_weight_is_saved_and_faiss_index_serves_top_k(pipe, tmp_path):
+    pytest.importorskip("faiss")
+    from contrec_hf.retrieval_faiss import FaissIndex
+
+    pipe.register_to_config(text_weight=0.25)
+    try:
+        pipe.save_pretrained(tmp_path)
+        assert ContRecDiffusionPipeline.from_pretrained(tmp_path).config.text_weight == 0.25
+        exact = call(pipe, readout="x0")
+        pipe.set_retrieval_index(FaissIndex(pipe.catalog.latents, kind="flat"))
+        approx = call(pipe, readout="x0")
+        assert approx.item_ids == exact.item_ids and torch.allclose(approx.scores, exact.scores, atol=1e-5)
+    finally:
+        pipe.set_retrieval_index(None)
+        pipe.register_to_config(text_weight=0.0)
