@@ -343,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--scheduler", choices=sorted(SCHEDULERS), help="swap the pipeline's scheduler")
     recommend.add_argument("--steps", type=int, default=50, help="denoising steps")
     recommend.add_argument("--guidance-scale", type=float, default=3.0)
-    recommend.add_argument("--readout", choices=("sample", "mean", "x0"), default="sample")
+    recommend.add_argument("--readout", choices=("x0", "sample", "mean"), default="x0")
     recommend.add_argument("--generate-text", action="store_true", help="full path: write the reasoning first")
     recommend.add_argument("--text-weight", type=float, default=0.0, help="λ_text of the text + latent fusion")
     recommend.add_argument("--seed", type=int, default=0)

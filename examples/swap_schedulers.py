@@ -39,7 +39,8 @@ for scheduler_class, steps in [(DDPMScheduler, 200), (DDIMScheduler, 50), (DDIMS
 
     def scorer(batch, steps=steps, generator=generator):
         raw = [[data.item_ids[i] for i in h] for h in batch]
-        out = pipe(raw, num_inference_steps=steps, guidance_scale=args.guidance_scale, generator=generator, top_k=1)
+        out = pipe(raw, num_inference_steps=steps, guidance_scale=args.guidance_scale, generator=generator, top_k=1,
+                   readout="sample")  # fmt: skip
         return torch.nn.functional.normalize(out.latents, dim=-1) @ torch.nn.functional.normalize(latents, dim=-1).T
 
     started = time.perf_counter()

@@ -33,7 +33,12 @@ def pipe():
 
 
 def call(pipe, **kwargs):
-    defaults = {"num_inference_steps": 5, "top_k": 3, "generator": torch.Generator().manual_seed(0)}
+    defaults = {
+        "num_inference_steps": 5,
+        "top_k": 3,
+        "generator": torch.Generator().manual_seed(0),
+        "readout": "sample",
+    }
     return pipe([["i1", "i2", "i3"], ["i7"]], **{**defaults, **kwargs})
 
 
@@ -153,6 +158,7 @@ def test_cli_recommend(pipe, tmp_path, capsys):
 
     pipe.save_pretrained(tmp_path)
     argv = ["recommend", "--pipeline", str(tmp_path), "--history", "i1,i2", "--top-k", "4", "--steps", "3"]
+    argv += ["--readout", "sample"]
     assert main([*argv, "--scheduler", "ddim", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 4 and set(rows[0]) == {"item_id", "title", "score"}
