@@ -23,7 +23,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/contrec-hf data stats --dataset ml-100k
-	$(BIN)/contrec-hf baseline --model pop sasrec --dataset ml-100k --output runs/demo --overwrite
+	$(BIN)/contrec-hf run --dataset ml-100k --output runs/demo
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not slow" -q

@@ -255,6 +255,32 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .evaluation import format_metrics_table
+    from .main_job import run_main_job
+
+    metrics = run_main_job(
+        args.output,
+        args.dataset,
+        args.data_path,
+        preset=args.preset,
+        features=args.features,
+        backbone=args.backbone,
+        lora=args.lora,
+        max_steps=args.max_steps,
+        seed=args.seed,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
+    columns = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20")
+    print(f"\n{metrics['dataset']['name']} — test (leave-one-out, full ranking, history masked)")
+    print(format_metrics_table(metrics["test"], columns))
+    stages = json.loads((Path(args.output) / "stages.json").read_text())
+    print("\nstage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in stages.items()))
+    print(f"report: {Path(args.output) / 'report.md'}; metrics: {Path(args.output) / 'metrics.json'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contrec-hf", description="ContRec recommendation on Hugging Face.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -359,6 +385,18 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--output", required=True)
     build.add_argument("--overwrite", action="store_true")
     build.set_defaults(func=_cmd_pipeline_build)
+
+    run = commands.add_parser("run", help="the main job: features → tokenizer → recommender → pipeline → evaluation")
+    _add_dataset_arguments(run)
+    run.add_argument("--output", required=True, help="the run folder (rerun to resume)")
+    run.add_argument("--features", choices=("collaborative", "text", "hybrid"), default="collaborative")
+    run.add_argument("--backbone", default="tiny", help="'tiny', 'smollm2' or a causal LM path / Hub id")
+    run.add_argument("--lora", action="store_true", help="LoRA-adapt a pretrained backbone")
+    run.add_argument("--max-steps", type=int, default=1000, help="stage-2 optimizer steps")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
+    run.add_argument("--no-progress", action="store_true")
+    run.set_defaults(func=_cmd_run)
     return parser
 
 

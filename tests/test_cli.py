@@ -103,3 +103,27 @@ def test_cli_end_to_end_tokenizer_train_pipeline_recommend(tmp_path, fixtures_di
     assert main(["recommend", "--pipeline", str(pipe), "--history", "B00TBL0002", "--top-k", "2", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 2 and "B00TBL0002" not in {r["item_id"] for r in rows}
+
+
+def test_main_job_runs_resumes_and_never_redoes_finished_stages(tmp_path, fixtures_dir, capsys):
+    table = str(fixtures_dir / "table" / "interactions.csv")
+    argv = ["run", "--dataset", "table", "--data-path", table, "--output", str(tmp_path), "--max-steps", "2"]
+    argv.append("--no-progress")
+    assert main(argv) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["test"]) == {"contrec", "contrec_full", "sasrec", "pop"}
+    assert set(metrics["test"]["contrec"]) == METRIC_KEYS
+    for folder in ("tokenizer", "recommender", "pipeline"):
+        assert (tmp_path / folder / ("model_index.json" if folder == "pipeline" else "config.json")).is_file()
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "schedulers.png").is_file()
+    out = capsys.readouterr().out
+    assert "| contrec |" in out and "stage times:" in out
+    stages = json.loads((tmp_path / "stages.json").read_text())
+    assert list(stages) == ["data", "tokenizer", "recommender", "pipeline", "evaluation", "baselines"]
+    # A rerun skips every finished stage; an unfinished one (marker removed, as after a kill) runs again.
+    before = (tmp_path / "tokenizer" / "model.safetensors").stat().st_mtime_ns
+    stages.pop("evaluation")
+    (tmp_path / "stages.json").write_text(json.dumps(stages))
+    assert main(argv) == 0
+    assert (tmp_path / "tokenizer" / "model.safetensors").stat().st_mtime_ns == before
+    assert "[evaluation] done" in capsys.readouterr().out
