@@ -25,8 +25,6 @@ from .utils import write_json
 
 __all__ = ["run_main_job"]
 
-STAGES = ("data", "tokenizer", "recommender", "pipeline", "evaluation", "baselines")
-
 
 class _Stages:
     """Finished-stage bookkeeping in ``DIR/stages.json``."""
