@@ -281,6 +281,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_push(args: argparse.Namespace) -> int:
+    from .hub import push_run
+
+    pushed = push_run(args.run, args.repo_prefix, token=args.token, private=args.private, base_model=args.base_model)
+    for component, repo in pushed.items():
+        print(f"{component:<12} → {repo}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="contrec-hf", description="ContRec recommendation on Hugging Face.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -397,6 +406,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     run.add_argument("--no-progress", action="store_true")
     run.set_defaults(func=_cmd_run)
+
+    push = commands.add_parser("push", help="push a run's tokenizer, recommender and pipeline to the Hub")
+    push.add_argument("--run", required=True, help="a folder written by `contrec-hf run`")
+    push.add_argument(
+        "--repo-prefix", required=True, help="USER/NAME: pushes to USER/NAME-{tokenizer,recommender,pipeline}"
+    )
+    push.add_argument("--token", help="Hub token (default: the logged-in one)")
+    push.add_argument("--private", action="store_true")
+    push.add_argument(
+        "--base-model", help="the pretrained LM, for the model cards (e.g. HuggingFaceTB/SmolLM2-135M-Instruct)"
+    )
+    push.set_defaults(func=_cmd_push)
     return parser
 
 

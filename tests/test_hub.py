@@ -1,0 +1,40 @@
+"""Push a finished run to a fake Hub on 127.0.0.1 and load every component back through the normal Hub path."""
+
+import json
+
+import torch
+from huggingface_hub import ModelCard
+
+from contrec_hf.cli import main
+from contrec_hf.models import ContRecForRecommendation, ContRecTokenizer
+from contrec_hf.pipelines import ContRecDiffusionPipeline
+
+
+def test_push_run_and_reload_each_component(tmp_path, fixtures_dir, fake_hub, capsys):
+    table = str(fixtures_dir / "table" / "interactions.csv")
+    run = tmp_path / "run"
+    argv = ["run", "--dataset", "table", "--data-path", table, "--output", str(run), "--max-steps", "2"]
+    assert main([*argv, "--no-progress"]) == 0
+    prefix = f"{fake_hub.user}/tiny-contrec"
+    assert main(["push", "--run", str(run), "--repo-prefix", prefix, "--token", fake_hub.token]) == 0
+    assert f"{prefix}-pipeline" in capsys.readouterr().out
+
+    tokenizer = ContRecTokenizer.from_pretrained(f"{prefix}-tokenizer", token=fake_hub.token)
+    assert torch.equal(tokenizer.feature_mean, ContRecTokenizer.from_pretrained(run / "tokenizer").feature_mean)
+    recommender = ContRecForRecommendation.from_pretrained(f"{prefix}-recommender", token=fake_hub.token)
+    assert recommender.config.item_token_id is not None
+    hub_pipe = ContRecDiffusionPipeline.from_pretrained(f"{prefix}-pipeline", token=fake_hub.token)
+    local_pipe = ContRecDiffusionPipeline.from_pretrained(run / "pipeline")
+    history = [["B00TBL0002", "B00TBL0005"]]
+    assert hub_pipe(history, top_k=2).item_ids == local_pipe(history, top_k=2).item_ids
+
+    card = ModelCard.load(f"{prefix}-pipeline", token=fake_hub.token)
+    assert card.data.library_name == "contrec_hf" and "recommendation" in card.data.tags
+    assert "2504.12007" in card.text and "from_pretrained" in card.text and "DDIMScheduler" in card.text
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert f"{metrics['test']['sasrec']['ndcg@10']:.4f}" in card.text
+
+
+def test_push_refuses_an_unfinished_run(tmp_path, capsys):
+    assert main(["push", "--run", str(tmp_path), "--repo-prefix", "me/x"]) == 2
+    assert "run `contrec-hf run` first" in capsys.readouterr().err
