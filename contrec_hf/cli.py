@@ -217,19 +217,70 @@ SCHEDULERS = {
 }
 
 
+def _recommend_all_users(args: argparse.Namespace, pipe) -> int:
+    """Score every user of a dataset in batches; with torchrun / accelerate launch the users are sharded across
+    processes, each writes its part, and rank 0 merges the parts into ``--output``."""
+    import os
+    import time
+
+    import pandas as pd
+    import torch
+    from tqdm.auto import tqdm
+
+    data = _load_data(args)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    users = list(range(rank, data.num_users, world))
+    rows = []
+    for start in tqdm(range(0, len(users), args.batch_size), desc=f"recommending (process {rank})", disable=rank > 0):
+        batch = users[start : start + args.batch_size]
+        histories = [[data.item_ids[i] for i in data.sequences[u]] for u in batch]
+        out = pipe(
+            histories,
+            num_inference_steps=args.steps,
+            guidance_scale=args.guidance_scale,
+            top_k=args.top_k,
+            readout=args.readout,
+            generator=torch.Generator().manual_seed(args.seed + start),
+        )
+        for u, items, scores in zip(batch, out.item_ids, out.scores.tolist()):
+            rows += [(data.user_ids[u], r + 1, i, s) for r, (i, s) in enumerate(zip(items, scores))]
+    output = Path(args.output)
+    part = output.with_name(f"{output.stem}.part{rank}-of-{world}.parquet")
+    frame = pd.DataFrame(rows, columns=["user_id", "rank", "item_id", "score"])
+    frame.to_parquet(part.with_suffix(".tmp"), index=False)
+    part.with_suffix(".tmp").rename(part)
+    if rank == 0:
+        parts = [output.with_name(f"{output.stem}.part{r}-of-{world}.parquet") for r in range(world)]
+        deadline = time.monotonic() + 3600
+        while not all(p.exists() for p in parts):
+            if time.monotonic() > deadline:
+                raise ContRecError(f"timed out waiting for the other processes' parts: {parts}")
+            time.sleep(0.5)
+        merged = pd.concat([pd.read_parquet(p) for p in parts]).sort_values(["user_id", "rank"], kind="stable")
+        merged.to_parquet(output, index=False)
+        for p in parts:
+            p.unlink()
+        print(f"recommendations for {merged['user_id'].nunique():,} users written to {output}")
+    return 0
+
+
 def _cmd_recommend(args: argparse.Namespace) -> int:
     import diffusers
     import torch
 
     from .pipelines import ContRecDiffusionPipeline
 
-    history = [h.strip() for h in args.history.split(",") if h.strip()]
-    if not history:
-        raise ContRecError("--history holds no item id (give them comma-separated, e.g. --history 1,50,181)")
+    history = [h.strip() for h in (args.history or "").split(",") if h.strip()]
+    if args.all_users and not args.output:
+        raise ContRecError("--all-users needs --output (a .parquet file)")
+    if not args.all_users and not history:
+        raise ContRecError("give --history (comma-separated item ids, e.g. 1,50,181) or --all-users with --output")
     pipe = ContRecDiffusionPipeline.from_pretrained(args.pipeline)
     if args.scheduler:
         pipe.scheduler = getattr(diffusers, SCHEDULERS[args.scheduler]).from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
+    if args.all_users:
+        return _recommend_all_users(args, pipe)
     out = pipe(
         [history],
         num_inference_steps=args.steps,
@@ -373,7 +424,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     recommend = commands.add_parser("recommend", help="top-K items for a history, from a saved pipeline")
     recommend.add_argument("--pipeline", required=True, help="a saved pipeline folder or a Hub repository id")
-    recommend.add_argument("--history", required=True, help="raw item ids, comma-separated, oldest first")
+    recommend.add_argument("--history", help="raw item ids, comma-separated, oldest first")
+    recommend.add_argument("--all-users", action="store_true", help="every user of --dataset (sharded under torchrun)")
+    _add_dataset_arguments(recommend)
+    recommend.add_argument("--output", help="with --all-users: the .parquet file to write")
+    recommend.add_argument("--batch-size", type=int, default=64, help="users per pipeline call")
     recommend.add_argument("--top-k", type=int, default=10)
     recommend.add_argument("--scheduler", choices=sorted(SCHEDULERS), help="swap the pipeline's scheduler")
     recommend.add_argument("--steps", type=int, default=50, help="denoising steps")

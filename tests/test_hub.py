@@ -38,3 +38,33 @@ def test_push_run_and_reload_each_component(tmp_path, fixtures_dir, fake_hub, ca
 def test_push_refuses_an_unfinished_run(tmp_path, capsys):
     assert main(["push", "--run", str(tmp_path), "--repo-prefix", "me/x"]) == 2
     assert "run `contrec-hf run` first" in capsys.readouterr().err
+
+
+def test_recommend_all_users_sharded_across_two_processes(tmp_path, fixtures_dir):
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    table = str(fixtures_dir / "table" / "interactions.csv")
+    run = tmp_path / "run"
+    data = ["--dataset", "table", "--data-path", table]
+    assert main(["run", *data, "--output", str(run), "--max-steps", "2", "--no-progress"]) == 0
+    args = ["recommend", "--pipeline", str(run / "pipeline"), *data, "--all-users", "--top-k", "1"]
+    assert main([*args, "--output", str(tmp_path / "one.parquet")]) == 0
+    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    two = subprocess.run(
+        [torchrun, "--nproc_per_node", "2", "-m", "contrec_hf.cli", *args, "--output", str(tmp_path / "two.parquet")],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600, check=False,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-2000:]
+    one, both = pd.read_parquet(tmp_path / "one.parquet"), pd.read_parquet(tmp_path / "two.parquet")
+    assert list(one.columns) == ["user_id", "rank", "item_id", "score"]
+    assert one["user_id"].nunique() == both["user_id"].nunique() == len(one)
+    pd.testing.assert_frame_equal(
+        one[["user_id", "rank"]].reset_index(drop=True), both[["user_id", "rank"]].reset_index(drop=True)
+    )
+    assert not list(tmp_path.glob("*.part*"))
+    assert main(["recommend", "--pipeline", str(run / "pipeline"), "--all-users"]) == 2
