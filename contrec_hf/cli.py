@@ -32,6 +32,9 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-path", default=None, help="where the dataset's files are (not needed for ml-100k)")
     parser.add_argument(
+        "--items-path", default=None, help="for --dataset table: the item table (item, title, category)"
+    )
+    parser.add_argument(
         "--preset", default=None, choices=sorted(PRESETS), help="filtering preset applied before the split"
     )
 
@@ -45,7 +48,15 @@ def _refuse_to_replace(marker: Path, what: str, args: argparse.Namespace) -> Non
 def _load_data(args: argparse.Namespace):
     from .data import load_sequential_dataset
 
-    return load_sequential_dataset(args.dataset, args.data_path, preset=args.preset)
+    return load_sequential_dataset(args.dataset, args.data_path, preset=args.preset, **_loader_kwargs(args))
+
+
+def _loader_kwargs(args: argparse.Namespace) -> dict:
+    if not args.items_path:
+        return {}
+    if args.dataset != "table":
+        raise ContRecError("--items-path goes with --dataset table (other loaders find their item files themselves)")
+    return {"items_path": args.items_path}
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
@@ -315,6 +326,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         args.dataset,
         args.data_path,
         preset=args.preset,
+        loader_kwargs=_loader_kwargs(args),
         features=args.features,
         backbone=args.backbone,
         lora=args.lora,

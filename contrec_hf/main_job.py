@@ -130,6 +130,7 @@ def run_main_job(
     data_path: str | None = None,
     *,
     preset: str | None = None,
+    loader_kwargs: dict[str, Any] | None = None,
     features: str = "collaborative",
     backbone: str = "tiny",
     lora: bool = False,
@@ -154,7 +155,7 @@ def run_main_job(
     stages = _Stages(output)
 
     def data_stage():
-        load_sequential_dataset(dataset, data_path, preset=preset).save(output / "data")
+        load_sequential_dataset(dataset, data_path, preset=preset, **(loader_kwargs or {})).save(output / "data")
 
     stages.run("data", data_stage, log)
     data = SequentialDataset.load(output / "data")
