@@ -4,6 +4,33 @@ from contrec_hf.data import load_interactions, load_movielens_1m, load_sequentia
 from contrec_hf.data.movielens import load_movielens_100k, read_atomic_file
 from contrec_hf.errors import DataError, DatasetNotFoundError
 
+# A hand-made folder in the GroupLens ML-100K layout (invented rows), written at test time so that no file named
+# like MovieLens data is tracked in the repository.
+U_DATA = """1\t10\t5\t881250949
+1\t20\t3\t881250950
+1\t30\t4\t881250951
+2\t10\t2\t891717742
+2\t30\t5\t891717743
+2\t40\t4\t891717744
+2\t20\t1\t891717745
+3\t40\t4\t878887116
+3\t10\t3\t878887116
+"""
+U_ITEM = """10|Paper Lanterns (1994)|01-Jan-1994||http://example.org/a|0|0|0|0|0|1|0|0|1|0|0|0|0|0|0|0|0|0|0
+20|Café Noir (1995)|01-Jan-1995||http://example.org/b|0|0|0|0|0|0|0|0|1|0|0|0|0|0|0|0|0|0|0
+30|Rocket Garden (1996)|01-Jan-1996||http://example.org/c|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0|1|0|0|0
+40|Quiet Harbour (1997)|01-Jan-1997||http://example.org/d|0|0|0|0|0|0|0|0|0|0|0|0|0|0|1|0|0|0|0
+"""
+
+
+@pytest.fixture
+def grouplens_dir(tmp_path):
+    folder = tmp_path / "ml-100k"
+    folder.mkdir()
+    (folder / "u.data").write_text(U_DATA)
+    (folder / "u.item").write_text(U_ITEM, encoding="latin-1")
+    return folder
+
 
 def test_ml100k_from_the_recbole_wheel(ml100k):
     assert (ml100k.num_users, ml100k.num_items, ml100k.num_interactions) == (943, 1682, 100000)
@@ -22,8 +49,8 @@ def test_ml100k_raw_interactions_keep_ratings_and_timestamps():
     assert (first["user_id"], first["item_id"], first["rating"], first["timestamp"]) == ("196", "242", 3.0, 881250949)
 
 
-def test_grouplens_folder(fixtures_dir):
-    data = load_movielens_100k(fixtures_dir / "ml-100k-grouplens")
+def test_grouplens_folder(grouplens_dir):
+    data = load_movielens_100k(grouplens_dir)
     assert (data.num_users, data.num_items, data.num_interactions) == (3, 4, 9)
     items = data.items.set_index("item_id")
     assert items.loc["10", "title"] == "Paper Lanterns"  # year stripped
@@ -31,8 +58,8 @@ def test_grouplens_folder(fixtures_dir):
     assert items.loc["20", "title"] == "Café Noir"  # latin-1 decoded
 
 
-def test_grouplens_split_ties_keep_file_order(fixtures_dir):
-    data = load_sequential_dataset("ml-100k", fixtures_dir / "ml-100k-grouplens")
+def test_grouplens_split_ties_keep_file_order(grouplens_dir):
+    data = load_sequential_dataset("ml-100k", grouplens_dir)
     # User 3 rated 40 then 10 with the same timestamp: too short (2 items) → dropped and counted.
     assert data.user_ids == ["1", "2"] and data.info["dropped_users"] == 1
     histories, targets = data.split("test")
