@@ -189,8 +189,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train_args = RecommenderTrainingArguments(
         output_dir=str(output), **{k: v for k, v in training.items() if v is not None}
     )
+    overrides = {"dispersive_loss_weight": args.dispersive_weight, "lm_loss_weight": args.lm_weight}
     trainer = run_recommender_stage(
-        data, args.tokenizer, train_args, backbone=args.backbone, lora=args.lora, progress=not args.no_progress
+        data,
+        args.tokenizer,
+        train_args,
+        backbone=args.backbone,
+        lora=args.lora,
+        config_overrides={k: v for k, v in overrides.items() if v is not None},
+        progress=not args.no_progress,
     )
     state = trainer.state
     print(f"best validation NDCG@10 {state['best_ndcg']:.4f} at step {state['best_step']} ({state['step']} steps run)")
@@ -429,6 +436,8 @@ def build_parser() -> argparse.ArgumentParser:
     stage2.add_argument("--eval-steps", type=int)
     stage2.add_argument("--save-steps", type=int)
     stage2.add_argument("--eval-users", type=int, help="validate on a seeded subset of users (0 = all)")
+    stage2.add_argument("--dispersive-weight", type=float, help="λ_disp (ContRecConfig default 0.5)")
+    stage2.add_argument("--lm-weight", type=float, help="λ_lm (ContRecConfig default 0.5)")
     stage2.add_argument("--seed", type=int, default=0)
     stage2.add_argument("--overwrite", action="store_true", help="start over instead of resuming from --output")
     stage2.add_argument("--no-progress", action="store_true")

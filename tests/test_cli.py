@@ -95,7 +95,8 @@ def test_cli_end_to_end_tokenizer_train_pipeline_recommend(tmp_path, fixtures_di
     assert main(["tokenizer", "train", *data, "--output", str(tok), "--max-epochs", "2", "--cf-dim", "8",
                  "--token-dim", "8", "--no-progress"]) == 0  # fmt: skip
     train = ["train", *data, "--tokenizer", str(tok), "--output", str(run), "--max-steps", "2", "--eval-steps", "2"]
-    assert main([*train, "--save-steps", "2", "--batch-size", "4", "--no-progress"]) == 0
+    assert main([*train, "--save-steps", "2", "--batch-size", "4", "--dispersive-weight", "0", "--no-progress"]) == 0
+    assert json.loads((run / "best" / "config.json").read_text())["dispersive_loss_weight"] == 0.0
     build = ["pipeline", "build", *data, "--recommender", str(run / "best"), "--tokenizer", str(tok)]
     assert main([*build, "--output", str(pipe)]) == 0
     assert main([*build, "--output", str(pipe)]) == 2  # never replaced without --overwrite
