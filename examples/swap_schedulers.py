@@ -18,11 +18,15 @@ from contrec_hf.pipelines import ContRecDiffusionPipeline
 parser = argparse.ArgumentParser()
 parser.add_argument("--pipeline", required=True)
 parser.add_argument("--dataset", default="ml-100k")
+parser.add_argument("--data-path")
+parser.add_argument("--items-path")
 parser.add_argument("--users", type=int, default=300, help="validation users (the first N)")
 parser.add_argument("--guidance-scale", type=float, default=3.0)
 args = parser.parse_args()
 
-data = load_sequential_dataset(args.dataset)
+data = load_sequential_dataset(
+    args.dataset, args.data_path, **({"items_path": args.items_path} if args.items_path else {})
+)
 pipe = ContRecDiffusionPipeline.from_pretrained(args.pipeline)
 pipe.set_progress_bar_config(disable=True)
 histories, targets = data.split("validation")
