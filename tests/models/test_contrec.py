@@ -262,3 +262,14 @@ def test_from_pretrained_llm_round_trip(text_tokenizer, tmp_path):
     assert torch.allclose(a.condition, b.condition, atol=1e-5)
     with pytest.raises(Exception, match="cannot load the causal LM"):
         ContRecForRecommendation.from_pretrained_llm(str(tmp_path / "missing"), item_tokenizer)
+
+
+@pytest.mark.parametrize("detach", [False, True])
+def test_detach_condition_stops_diffusion_gradients_at_the_lm(detach, text_tokenizer):
+    model = build("llama", text_tokenizer, detach_condition=detach)
+    inputs = batch(text_tokenizer, model, fast=1.0)  # no response: only the diffusion and dispersive losses
+    inputs.pop("targets")
+    model(**inputs).loss.backward()
+    lm_grad = model.language_model.model.layers[0].mlp.up_proj.weight.grad
+    assert (lm_grad is None or not lm_grad.any()) == detach
+    assert model.condition_projector[1].weight.grad is not None
