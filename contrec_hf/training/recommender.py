@@ -10,6 +10,7 @@ Validation NDCG@10 is computed on the fast path (prompt + ``<pref>``), reading o
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -278,6 +279,15 @@ class RecommenderTrainer:
         acc.wait_for_everyone()
         return self.state
 
+    def _save_best(self, model, directory: Path) -> None:
+        """A plain ContRec checkpoint (+ its text tokenizer). A PEFT model is saved merged, so the folder loads with
+        `ContRecForRecommendation.from_pretrained` and builds a pipeline; its adapter is kept in `adapter/`."""
+        if hasattr(model, "merge_and_unload"):
+            model.save_pretrained(directory / "adapter")
+            model = copy.deepcopy(model).merge_and_unload()
+        model.save_pretrained(directory)
+        self.text_tokenizer.save_pretrained(directory / "text_tokenizer")
+
     def _validate(self, running: list[dict[str, float]], started: float) -> None:
         acc = self.accelerator
         metrics = self.evaluate("validation", self.eval_users).metrics if acc.is_main_process else {}
@@ -290,8 +300,7 @@ class RecommenderTrainer:
         if ndcg > self.state["best_ndcg"]:
             self.state.update(best_ndcg=ndcg, best_step=self.state["step"], stale=0)
             if acc.is_main_process:
-                acc.unwrap_model(self.model).save_pretrained(self.output_dir / "best")
-                self.text_tokenizer.save_pretrained(self.output_dir / "best" / "text_tokenizer")
+                self._save_best(acc.unwrap_model(self.model), self.output_dir / "best")
         else:
             self.state["stale"] += 1
         if acc.is_main_process:

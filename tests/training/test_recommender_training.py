@@ -113,3 +113,28 @@ def test_two_processes_train_like_one(tmp_path, fixtures_dir):
     assert [r["step"] for r in logs[0]] == [r["step"] for r in logs[1]] == [2, 4]
     assert all(torch.isfinite(torch.tensor(r["loss"])) for log in logs for r in log)
     assert ContRecForRecommendation.from_pretrained(tmp_path / "two" / "best") is not None
+
+
+def test_lora_training_saves_a_loadable_merged_best_model(cyclic_dataset, tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from contrec_hf.data.prompts import train_text_tokenizer
+
+    text_tokenizer = train_text_tokenizer([f"Item {i}" for i in range(13)] * 3 + ["History Answer"], 200)
+    config = LlamaConfig(vocab_size=len(text_tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
+    text_tokenizer.save_pretrained(tmp_path / "lm")
+    features = torch.randn(cyclic_dataset.num_items, 24, generator=torch.Generator().manual_seed(1))
+    tokenizer = ContRecTokenizer(ContRecTokenizerConfig(input_dim=24, token_dim=16, encoder_hidden_sizes=[19]))
+    tokenizer.fit_normalization(features)
+    model, text_tok = prepare_recommender(
+        cyclic_dataset, tokenizer, str(tmp_path / "lm"), lora=True, lora_kwargs={"target_modules": ["q_proj"]}
+    )
+    args = RecommenderTrainingArguments(output_dir=str(tmp_path / "run"), batch_size=4, max_steps=2, eval_steps=2,
+                                        save_steps=2, warmup_steps=1)  # fmt: skip
+    RecommenderTrainer(model, text_tok, cyclic_dataset, features, args).train(progress=False)
+    best = tmp_path / "run" / "best"
+    assert (best / "adapter" / "adapter_config.json").is_file()
+    loaded = ContRecForRecommendation.from_pretrained(best)
+    assert not any("lora" in name for name, _ in loaded.named_parameters())
