@@ -128,3 +128,20 @@ def test_main_job_runs_resumes_and_never_redoes_finished_stages(tmp_path, fixtur
     assert main(argv) == 0
     assert (tmp_path / "tokenizer" / "model.safetensors").stat().st_mtime_ns == before
     assert "[evaluation] done" in capsys.readouterr().out
+
+
+def test_main_job_with_a_pretrained_backbone_and_lora(tmp_path, fixtures_dir):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from contrec_hf.data.prompts import train_text_tokenizer
+
+    text_tokenizer = train_text_tokenizer(["Kite Flyer Puzzle Box Ring Toss Story Cubes History Answer"] * 3, 300)
+    config = LlamaConfig(vocab_size=len(text_tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(tmp_path / "lm")
+    text_tokenizer.save_pretrained(tmp_path / "lm")
+    table = str(fixtures_dir / "table" / "interactions.csv")
+    argv = ["run", "--dataset", "table", "--data-path", table, "--output", str(tmp_path / "run"), "--max-steps", "2"]
+    assert main([*argv, "--backbone", str(tmp_path / "lm"), "--lora", "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["test"]["contrec"]) == METRIC_KEYS
