@@ -19,7 +19,7 @@ import torch
 from .baselines import run_baseline
 from .data import SequentialDataset, load_sequential_dataset
 from .errors import ContRecError
-from .evaluation import compute_metrics, format_metrics_table, mask_history, target_ranks
+from .evaluation import compute_metrics, evaluate_scorer, format_metrics_table, mask_history, target_ranks
 from .retrieval import latent_scores
 from .utils import write_json
 
@@ -48,18 +48,14 @@ class _Stages:
 
 @torch.no_grad()
 def _contrec_metrics(pipe, data: SequentialDataset, split: str, full_path: bool, batch_size: int = 64) -> dict:
+    """ContRec through the shared evaluator (history masking, non-finite check), x₀ read-out."""
+
+    def scorer(batch: list[list[int]]) -> torch.Tensor:
+        condition = pipe.generate_and_encode(batch)[0] if full_path else pipe.encode_histories(batch)
+        return latent_scores(pipe.recommender.predict_x0(condition, 1.0), pipe.catalog.latents)
+
     histories, targets = data.split(split)
-    ranks = []
-    for start in range(0, len(histories), batch_size):
-        batch = histories[start : start + batch_size]
-        if full_path:
-            condition, _ = pipe.generate_and_encode(batch)
-        else:
-            condition = pipe.encode_histories(batch)
-        latents = pipe.recommender.predict_x0(condition, 1.0)
-        scores = mask_history(latent_scores(latents, pipe.catalog.latents), batch)
-        ranks.append(target_ranks(scores, torch.tensor(targets[start : start + batch_size])))
-    return compute_metrics(torch.cat(ranks))
+    return evaluate_scorer(scorer, histories, targets, data.num_items, batch_size=batch_size, progress=False).metrics
 
 
 @torch.no_grad()

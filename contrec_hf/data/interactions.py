@@ -17,9 +17,6 @@ from ..errors import DataError
 
 __all__ = ["Interactions", "build_interactions", "normalize_ids", "require_columns"]
 
-INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "rating")
-ITEM_COLUMNS = ("item_id", "title", "category")
-
 
 @dataclass
 class Interactions:

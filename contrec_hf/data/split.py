@@ -24,8 +24,6 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["PRESETS", "Preset", "SequentialDataset", "apply_preset", "leave_one_out"]
 
-SPLITS = ("train", "validation", "test")
-
 
 @dataclass(frozen=True)
 class Preset:

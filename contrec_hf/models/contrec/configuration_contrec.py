@@ -12,7 +12,6 @@ from ..tokenizer import ContRecTokenizerConfig
 __all__ = ["PREDICTION_TYPES", "ContRecConfig"]
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
-NOISE_SCHEDULES = ("exp", "linear", "scaled_linear", "squaredcos_cap_v2")
 
 # A small Llama that trains in minutes on a CPU: the default backbone of the main job and of the tests.
 TINY_LLAMA = {
