@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ContRecError
+from .errors import CheckpointError, ContRecError, InputError
 
 __all__ = ["build_parser", "main"]
 
@@ -167,16 +167,9 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import RecommenderTrainingArguments, run_recommender_stage
+    from .training.stage2 import check_stage2_options
 
     output = Path(args.output)
-    if args.overwrite:  # start over: a rerun without --overwrite resumes from the last checkpoint instead
-        for stale in ("checkpoints", "best", "training_log.json"):
-            path = output / stale
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
-    data = _load_data(args)
     training = {
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
@@ -190,13 +183,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
         output_dir=str(output), **{k: v for k, v in training.items() if v is not None}
     )
     overrides = {"dispersive_loss_weight": args.dispersive_weight, "lm_loss_weight": args.lm_weight}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    # Everything that can be checked cheaply is checked before anything is deleted or loaded.
+    check_stage2_options(args.backbone, args.lora, overrides)
+    if not (Path(args.tokenizer) / "config.json").is_file():
+        raise CheckpointError(f"{args.tokenizer} holds no trained tokenizer (run `contrec-hf tokenizer train`)")
+    data = _load_data(args)
+    if args.overwrite:  # start over: a rerun without --overwrite resumes from the last checkpoint instead
+        for stale in ("checkpoints", "best", "training_log.json"):
+            path = output / stale
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
     trainer = run_recommender_stage(
         data,
         args.tokenizer,
         train_args,
         backbone=args.backbone,
         lora=args.lora,
-        config_overrides={k: v for k, v in overrides.items() if v is not None},
+        config_overrides=overrides,
         progress=not args.no_progress,
     )
     state = trainer.state
@@ -293,6 +299,11 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
         raise ContRecError("--all-users needs --output (a .parquet file)")
     if not args.all_users and not history:
         raise ContRecError("give --history (comma-separated item ids, e.g. 1,50,181) or --all-users with --output")
+    for name in ("top_k", "steps", "batch_size"):  # checked before the (possibly large) pipeline loads
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
+    if not args.guidance_scale >= 0:
+        raise InputError(f"--guidance-scale must be ≥ 0, got {args.guidance_scale}")
     pipe = ContRecDiffusionPipeline.from_pretrained(args.pipeline)
     if args.scheduler:
         pipe.scheduler = getattr(diffusers, SCHEDULERS[args.scheduler]).from_config(pipe.scheduler.config)
@@ -502,8 +513,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ContRecError, ValueError, FileNotFoundError) as err:
-        print(f"contrec-hf: error: {err}", file=sys.stderr)
+    except (ContRecError, ValueError, OSError) as err:
+        message = " ".join(str(err).split())  # one line, whatever the exception's own layout
+        print(f"contrec-hf: error: {type(err).__name__}: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("contrec-hf: interrupted", file=sys.stderr)

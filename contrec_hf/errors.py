@@ -7,7 +7,15 @@ so code written against the standard library keeps working.
 
 from __future__ import annotations
 
-__all__ = ["ContRecError", "DataError", "DatasetNotFoundError", "EvaluationError"]
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "ContRecError",
+    "DataError",
+    "DatasetNotFoundError",
+    "EvaluationError",
+    "InputError",
+]
 
 
 class ContRecError(Exception):
@@ -24,3 +32,18 @@ class DatasetNotFoundError(ContRecError, FileNotFoundError):
 
 class EvaluationError(ContRecError, ValueError):
     """Scores or targets handed to the evaluation code are unusable (non-finite, wrong shape)."""
+
+
+class InputError(ContRecError, ValueError):
+    """An argument of a call is unusable: ``top_k`` out of range, zero diffusion steps, a negative guidance
+    scale, an unknown scheduler or read-out, features of the wrong shape or with NaN/inf."""
+
+
+class ConfigError(ContRecError, ValueError):
+    """A configuration is invalid: a wrong type or value, an unknown option, or a ``model_type`` that
+    belongs to another model."""
+
+
+class CheckpointError(ContRecError, OSError):
+    """A saved folder cannot be loaded: a file is missing, truncated or corrupt, or a pipeline component
+    folder is absent. Derives from ``OSError`` as transformers' and diffusers' own loading errors do."""

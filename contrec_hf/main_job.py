@@ -18,9 +18,11 @@ import torch
 
 from .baselines import run_baseline
 from .data import SequentialDataset, load_sequential_dataset
-from .errors import ContRecError
+from .errors import ConfigError, ContRecError
 from .evaluation import compute_metrics, evaluate_scorer, format_metrics_table, mask_history, target_ranks
+from .features.store import KINDS as FEATURE_KINDS
 from .retrieval import latent_scores
+from .saving import atomic_directory
 from .utils import write_json
 
 __all__ = ["run_main_job"]
@@ -142,7 +144,17 @@ def run_main_job(
     from .models import ContRecForRecommendation
     from .pipelines import ContRecDiffusionPipeline, build_pipeline
     from .training import RecommenderTrainingArguments, load_stage1, run_recommender_stage, run_tokenizer_stage
+    from .training.stage2 import check_stage2_options
 
+    # Refuse bad options before anything is deleted, downloaded or trained.
+    if features not in FEATURE_KINDS:
+        raise ConfigError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
+    check_stage2_options(backbone, lora)
+    recommender_args = RecommenderTrainingArguments(
+        output_dir=str(Path(output) / "recommender-training"), max_steps=max_steps,
+        eval_steps=max(1, max_steps // 4) if isinstance(max_steps, int) else 1,
+        save_steps=max(1, max_steps // 8) if isinstance(max_steps, int) else 1, eval_users=500, seed=seed,
+    )  # fmt: skip
     output = Path(output)
     if overwrite and output.exists():
         for child in output.iterdir():
@@ -160,17 +172,14 @@ def run_main_job(
                                                          progress=progress), log)  # fmt: skip
 
     def recommender_stage():
-        args = RecommenderTrainingArguments(
-            output_dir=str(output / "recommender-training"), max_steps=max_steps, eval_steps=max(1, max_steps // 4),
-            save_steps=max(1, max_steps // 8), eval_users=500, seed=seed,
-        )  # fmt: skip
         trainer = run_recommender_stage(
-            data, output / "tokenizer", args, backbone=backbone, lora=lora, progress=progress
+            data, output / "tokenizer", recommender_args, backbone=backbone, lora=lora, progress=progress
         )
         best = output / "recommender-training" / "best"
         if not (best / "config.json").is_file():
             raise ContRecError("stage 2 produced no best model (no validation ran)")
-        shutil.copytree(best, output / "recommender", dirs_exist_ok=True)
+        with atomic_directory(output / "recommender") as tmp:
+            shutil.copytree(best, tmp, dirs_exist_ok=True)
         return trainer.state
 
     stages.run("recommender", recommender_stage, log)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError
 from .evaluation.evaluator import mask_history
 
 __all__ = ["METRICS", "fuse_scores", "latent_scores", "parse_response", "text_scores", "top_k"]
@@ -32,9 +33,9 @@ def latent_scores(latents: torch.Tensor, item_latents: torch.Tensor, metric: str
         `torch.Tensor` of shape `[batch, num_items]`.
     """
     if metric not in METRICS:
-        raise ValueError(f"unknown retrieval metric {metric!r}; choose one of {METRICS}")
+        raise InputError(f"unknown retrieval metric {metric!r}; choose one of {METRICS}")
     if latents.ndim != 2 or item_latents.ndim != 2 or latents.shape[1] != item_latents.shape[1]:
-        raise ValueError(
+        raise InputError(
             f"latents [batch, d] and item_latents [num_items, d] must share d; got {tuple(latents.shape)} "
             f"and {tuple(item_latents.shape)}"
         )
@@ -54,13 +55,13 @@ def top_k(
     Returns ``(indices, values)``, each `[batch, k]`. ``k`` must lie in ``[1, num_items − longest history]``.
     """
     if not 1 <= k <= scores.shape[1]:
-        raise ValueError(f"top_k must be between 1 and the catalog size {scores.shape[1]}, got {k}")
+        raise InputError(f"top_k must be between 1 and the catalog size {scores.shape[1]}, got {k}")
     scores = scores.clone()
     if histories is not None:
         mask_history(scores, histories)
         longest = max((len(set(h)) for h in histories), default=0)
         if k > scores.shape[1] - longest:
-            raise ValueError(f"top_k={k} exceeds the {scores.shape[1] - longest} items left after masking histories")
+            raise InputError(f"top_k={k} exceeds the {scores.shape[1] - longest} items left after masking histories")
     values, indices = scores.topk(k, dim=1)
     return indices, values
 

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .errors import ConfigError
+
 __all__ = ["require_positive", "set_seed", "write_json"]
 
 
@@ -19,8 +21,10 @@ def require_positive(obj: Any, *names: str) -> None:
     """Raise a ``ValueError`` naming the first attribute of ``obj`` among ``names`` that is not > 0."""
     for name in names:
         value = getattr(obj, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{name} must be a number, got {type(value).__name__} {value!r}")
         if value <= 0:
-            raise ValueError(f"{name} must be > 0, got {value!r}")
+            raise ConfigError(f"{name} must be > 0, got {value!r}")
 
 
 def set_seed(seed: int) -> torch.Generator:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.split import SequentialDataset
+from ..errors import ConfigError
 from ..evaluation import evaluate_scorer
 from ..utils import write_json
 from .popularity import PopularityRecommender
@@ -34,7 +35,7 @@ def run_baseline(
     writes ``metrics.json`` there (and, for SASRec, the trained model and its training history).
     """
     if name not in BASELINES:
-        raise ValueError(f"unknown baseline {name!r}; choose one of {BASELINES}")
+        raise ConfigError(f"unknown baseline {name!r}; choose one of {BASELINES}")
     started = time.perf_counter()
     config: dict[str, Any] = {"model": name, "seed": seed, "dataset": data.name, "preset": data.info.get("preset")}
     history: list[dict[str, float]] = []

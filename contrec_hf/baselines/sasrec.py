@@ -22,9 +22,10 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.split import SequentialDataset
-from ..errors import ContRecError, DatasetNotFoundError, EvaluationError
+from ..errors import CheckpointError, ConfigError, EvaluationError, InputError
 from ..evaluation import evaluate_scorer
-from ..utils import require_positive, set_seed
+from ..saving import atomic_directory, load_guard
+from ..utils import require_positive, set_seed, write_json
 
 __all__ = ["SASRec", "SASRecConfig", "SASRecTrainer", "SASRecTrainingArguments"]
 
@@ -58,9 +59,9 @@ class SASRecConfig:
             self, "num_items", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length"
         )
         if self.hidden_size % self.num_heads:
-            raise ValueError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
+            raise ConfigError(f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}")
         if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
 
 class _Block(nn.Module):
@@ -154,23 +155,27 @@ class SASRec(nn.Module):
         return self.logits(states).float()
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """``config.json`` + ``model.safetensors``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / "config.json").write_text(json.dumps({"model_type": "sasrec", **asdict(self.config)}, indent=2))
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, directory / "model.safetensors")
+        """``config.json`` + ``model.safetensors``, written atomically."""
+        with atomic_directory(directory) as tmp:
+            write_json(tmp / "config.json", {"model_type": "sasrec", **asdict(self.config)})
+            save_file({k: v.contiguous() for k, v in self.state_dict().items()}, tmp / "model.safetensors")
 
     @classmethod
     def from_pretrained(cls, directory: str | Path) -> SASRec:
         directory = Path(directory)
         for name in ("config.json", "model.safetensors"):
             if not (directory / name).is_file():
-                raise DatasetNotFoundError(f"{directory} is not a saved SASRec: {name} is missing")
-        config = json.loads((directory / "config.json").read_text())
+                raise CheckpointError(f"{directory} is not a saved SASRec: {name} is missing")
+        with load_guard(directory):
+            config = json.loads((directory / "config.json").read_text())
+            weights = load_file(directory / "model.safetensors")
         if config.pop("model_type", None) != "sasrec":
-            raise ContRecError(f"{directory}/config.json is not a SASRec config")
-        model = cls(SASRecConfig(**config))
-        model.load_state_dict(load_file(directory / "model.safetensors"))
+            raise ConfigError(f"{directory}/config.json is not a SASRec config")
+        try:
+            model = cls(SASRecConfig(**config))
+            model.load_state_dict(weights)
+        except (TypeError, RuntimeError) as err:
+            raise CheckpointError(f"{directory} does not hold a consistent SASRec: {err}") from err
         return model.eval()
 
 
@@ -202,7 +207,7 @@ class SASRecTrainingArguments:
     def __post_init__(self) -> None:
         require_positive(self, "batch_size", "learning_rate", "max_epochs", "patience", "eval_batch_size")
         if self.window not in WINDOWS:
-            raise ValueError(f"window must be one of {WINDOWS}, got {self.window!r}")
+            raise ConfigError(f"window must be one of {WINDOWS}, got {self.window!r}")
 
 
 class SASRecTrainer:
@@ -222,13 +227,13 @@ class SASRecTrainer:
 
     def __init__(self, data: SequentialDataset, config: SASRecConfig, args: SASRecTrainingArguments) -> None:
         if config.num_items != data.num_items:
-            raise ValueError(f"config.num_items={config.num_items} but the dataset has {data.num_items} items")
+            raise InputError(f"config.num_items={config.num_items} but the dataset has {data.num_items} items")
         self.data, self.config, self.args = data, config, args
         self.generator = set_seed(args.seed)
         self.model = SASRec(config)
         self.sequences = [s for s in data.train_sequences() if len(s) >= 2]
         if not self.sequences:
-            raise ValueError("no user has the 2 training items SASRec needs (an input and a next item)")
+            raise InputError("no user has the 2 training items SASRec needs (an input and a next item)")
         self.history: list[dict[str, float]] = []
 
     def _window(self, seq: list[int]) -> list[int]:

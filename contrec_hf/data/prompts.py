@@ -64,6 +64,16 @@ def train_text_tokenizer(texts: Sequence[str], vocab_size: int = 4096):
     return fast
 
 
+def _plain(text: str) -> str:
+    """``text`` without ContRec's special-token strings: a title holding ``<item_token>`` would add a placeholder
+    to the prompt (and ``<pref>`` a second conditioning token). Removed until none is left, so that removing one
+    cannot join the pieces of another."""
+    while any(token in text for token in SPECIAL_TOKENS.values()):
+        for token in SPECIAL_TOKENS.values():
+            text = text.replace(token, "")
+    return text
+
+
 @dataclass
 class PromptBuilder:
     """Builds the text of ContRec prompts and responses.
@@ -87,7 +97,7 @@ class PromptBuilder:
 
     def item_text(self, item: int) -> str:
         """``"<title> <item><item_token>…</item>"`` for one item (K placeholders)."""
-        title = self.titles[item][: self.max_title_length].strip()
+        title = _plain(self.titles[item])[: self.max_title_length].strip()
         tokens = SPECIAL_TOKENS["item_token"] * self.num_item_tokens
         return f"{title} {SPECIAL_TOKENS['item_start']}{tokens}{SPECIAL_TOKENS['item_end']}"
 
@@ -102,8 +112,8 @@ class PromptBuilder:
 
     def response(self, target: int) -> str:
         """``" The user may prefer (<category>) items, like <title>."`` (without ``<pref>``)."""
-        category = self.categories[target].strip() or "similar"
-        title = self.titles[target][: self.max_title_length].strip()
+        category = _plain(self.categories[target]).strip() or "similar"
+        title = _plain(self.titles[target])[: self.max_title_length].strip()
         return f" The user may prefer ({category}) items, like {title}."
 
 

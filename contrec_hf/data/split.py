@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, DatasetNotFoundError
+from ..saving import atomic_directory
 from .interactions import Interactions
 
 logger = logging.getLogger(__name__)
@@ -92,10 +94,13 @@ def apply_preset(interactions: Interactions, preset: str | Preset | None) -> Int
     return Interactions(frame=frame.reset_index(drop=True), items=interactions.items, name=interactions.name)
 
 
+_INTEGER_ID = re.compile(r"-?[0-9]+")
+
+
 def _sorted_ids(values: Sequence[str]) -> list[str]:
     """Numeric ids in numeric order, otherwise lexicographic: the same map on every run."""
     unique = sorted(set(values))
-    if all(v.lstrip("-").isdigit() for v in unique):
+    if all(_INTEGER_ID.fullmatch(v) for v in unique):  # not str.isdigit: "²" is a digit that int() refuses
         return sorted(unique, key=int)
     return unique
 
@@ -247,16 +252,13 @@ class SequentialDataset:
 
     # ----------------------------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:
-        """Write the split, the item table and the id maps (parquet + json) to ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame({"user_id": self.user_ids, "sequence": self.sequences}).to_parquet(
-            directory / "sequences.parquet"
-        )
-        self.items.to_parquet(directory / "items.parquet", index=False)
-        meta = {"name": self.name, "item_ids": self.item_ids, "info": self.info, "format_version": 1}
-        (directory / "dataset.json").write_text(json.dumps(meta, indent=1))
-        return directory
+        """Write the split, the item table and the id maps (parquet + json) to ``directory``, atomically."""
+        with atomic_directory(directory) as tmp:
+            pd.DataFrame({"user_id": self.user_ids, "sequence": self.sequences}).to_parquet(tmp / "sequences.parquet")
+            self.items.to_parquet(tmp / "items.parquet", index=False)
+            meta = {"name": self.name, "item_ids": self.item_ids, "info": self.info, "format_version": 1}
+            (tmp / "dataset.json").write_text(json.dumps(meta, indent=1))
+        return Path(directory)
 
     @classmethod
     def load(cls, directory: str | Path) -> SequentialDataset:
@@ -265,14 +267,18 @@ class SequentialDataset:
         missing = [f for f in ("dataset.json", "sequences.parquet", "items.parquet") if not (directory / f).is_file()]
         if missing:
             raise DatasetNotFoundError(f"{directory} is not a saved contrec_hf dataset: missing {missing}")
-        meta = json.loads((directory / "dataset.json").read_text())
-        seqs = pd.read_parquet(directory / "sequences.parquet")
+        try:
+            meta = json.loads((directory / "dataset.json").read_text())
+            seqs = pd.read_parquet(directory / "sequences.parquet")
+            items = pd.read_parquet(directory / "items.parquet")
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise DataError(f"the saved dataset at {directory} is corrupt: {err}") from err
         return cls(
             name=meta["name"],
             user_ids=seqs["user_id"].astype(str).tolist(),
             item_ids=[str(i) for i in meta["item_ids"]],
             sequences=[list(map(int, s)) for s in seqs["sequence"]],
-            items=pd.read_parquet(directory / "items.parquet"),
+            items=items,
             info=meta.get("info", {}),
         )
 
@@ -293,11 +299,10 @@ def leave_one_out(
         counted in ``info["dropped_users"]`` and reported through the ``logging`` module.
     """
     data = apply_preset(interactions, preset)
-    frame = data.frame
-    if deduplicate:
-        frame = _deduplicate(frame)
     # Stable sort: equal timestamps keep their order in the source file.
-    frame = frame.sort_values(["user_id", "timestamp"], kind="mergesort")
+    frame = data.frame.sort_values(["user_id", "timestamp"], kind="mergesort")
+    if deduplicate:  # after the sort, so that a user's chronologically first interaction with an item is kept
+        frame = _deduplicate(frame)
     sizes = frame.groupby("user_id", sort=False)["item_id"].transform("size")
     dropped = int(frame.loc[sizes < 3, "user_id"].nunique())
     frame = frame[sizes >= 3]

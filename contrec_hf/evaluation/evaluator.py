@@ -124,7 +124,11 @@ def evaluate_scorer(
                 f"the scorer returned {int((~torch.isfinite(scores)).sum())} non-finite score(s) for users "
                 f"{start}…{start + len(batch_histories) - 1}; refusing to rank them (a NaN would count as a hit)"
             )
-        scores = mask_history(scores.detach().float().clone(), batch_histories)
+        # Rank in the scorer's own precision: float64 stays float64 (a cast to float32 would turn large finite
+        # scores into ±inf and small differences into ties); integers and half precision are upcast losslessly.
+        if scores.dtype not in (torch.float32, torch.float64):
+            scores = scores.float()
+        scores = mask_history(scores.detach().clone(), batch_histories)
         all_ranks.append(target_ranks(scores, batch_targets, ties=ties).cpu())
     ranks = torch.cat(all_ranks)
     return EvaluationResult(metrics=compute_metrics(ranks, ks), ranks=ranks)

@@ -28,6 +28,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.split import SequentialDataset
+from ..errors import ConfigError, InputError
 from ..evaluation import EvaluationResult, evaluate_scorer
 from ..utils import set_seed
 
@@ -47,7 +48,7 @@ def _check_number(name: str, value: object, low: float, high: float = math.inf, 
     kind = int if integer else (int, float)
     if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
         allowed = f"{'an integer' if integer else 'a number'} in [{low}, {high}]"
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
 
 
 @dataclass
@@ -86,7 +87,7 @@ class CollaborativeConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+            raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}")
         _check_number("dim", self.dim, 8, 1024)
         _check_number("num_layers", self.num_layers, 1, 16)
         _check_number("learning_rate", self.learning_rate, 1e-8, 10.0, integer=False)
@@ -161,7 +162,7 @@ class CollaborativeModel(nn.Module):
     def __init__(self, num_users: int, num_items: int, config: CollaborativeConfig, adjacency: torch.Tensor | None):
         super().__init__()
         if config.method == "lightgcn" and adjacency is None:
-            raise ValueError("method='lightgcn' needs the normalised adjacency")
+            raise InputError("method='lightgcn' needs the normalised adjacency")
         self.config = config
         self.num_users, self.num_items = num_users, num_items
         self.user_embedding = nn.Embedding(num_users, config.dim)
@@ -279,7 +280,7 @@ def train_collaborative(
     generator = set_seed(config.seed)
     users, items = training_pairs(data)  # [P], [P]
     if len(users) == 0:
-        raise ValueError(f"dataset {data.name!r} has no training interactions to learn from")
+        raise InputError(f"dataset {data.name!r} has no training interactions to learn from")
     known = users * data.num_items + items  # [P], sorted: training_pairs sorts by key
     adjacency = None
     if config.method == "lightgcn":

@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from ..data.split import SequentialDataset
 from ..errors import DataError, DatasetNotFoundError
+from ..saving import atomic_directory
 from ..utils import write_json
 from .collaborative import CollaborativeConfig, train_collaborative
 from .text import encode_texts, item_texts
@@ -125,9 +126,12 @@ class ItemFeatures:
 
     # ----------------------------------------------------------------------------------- persistence
     def save(self, directory: str | Path) -> Path:
-        """Write ``features.safetensors`` and ``features.json`` to ``directory``."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        """Write ``features.safetensors`` and ``features.json`` to ``directory`` (atomically)."""
+        with atomic_directory(directory) as tmp:
+            self._write(tmp)
+        return Path(directory)
+
+    def _write(self, directory: Path) -> None:
         tensors = {"features": self.features.detach().float().cpu().contiguous()}
         if self.user_features is not None:
             tensors["user_features"] = self.user_features.detach().float().cpu().contiguous()
@@ -141,7 +145,6 @@ class ItemFeatures:
             "metadata": self.metadata,
         }
         write_json(directory / META_FILE, meta)
-        return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> ItemFeatures:

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data.split import SequentialDataset
-from ..errors import DataError, DatasetNotFoundError
+from ..errors import DataError, DatasetNotFoundError, InputError
 
 __all__ = ["DEFAULT_TEXT_ENCODER", "default_text_encoder_path", "encode_texts", "item_texts"]
 
@@ -108,7 +108,7 @@ def encode_texts(
     if bad is not None:
         raise DataError(f"encode_texts expects strings, got {type(bad).__name__} {bad!r}")
     if batch_size < 1 or max_length < 1:
-        raise ValueError(f"batch_size and max_length must be ≥ 1, got {batch_size} and {max_length}")
+        raise InputError(f"batch_size and max_length must be ≥ 1, got {batch_size} and {max_length}")
     path = str(model_name_or_path) if model_name_or_path is not None else default_text_encoder_path()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -1,8 +1,13 @@
 """Checks shared by the package's configuration classes."""
 
-__all__ = ["reject_unknown_kwargs"]
+__all__ = ["raise_config_errors", "reject_unknown_kwargs"]
 
+import functools
+
+from huggingface_hub.errors import StrictDataclassError
 from transformers import GenerationConfig
+
+from ..errors import ConfigError
 
 # Keys transformers itself hands to a config's constructor when loading one (PreTrainedConfig.__post_init__).
 _TRANSFORMERS_KEYS = frozenset(
@@ -27,11 +32,27 @@ def reject_unknown_kwargs(config, kwargs: dict) -> None:
     another model), and for a ``model_type`` that is not ``config``'s own (a foreign config.json)."""
     model_type = kwargs.get("model_type", type(config).model_type)
     if model_type != type(config).model_type:
-        raise ValueError(
+        raise ConfigError(
             f"{type(config).__name__} expects model_type {type(config).model_type!r}, got {model_type!r}: "
             "this config.json belongs to another model"
         )
     unknown = sorted(k for k in kwargs if k != "model_type" and k not in _TRANSFORMERS_KEYS and not k.startswith("_"))
     if unknown:
         known = sorted(type(config).__annotations__)
-        raise ValueError(f"unknown option(s) {unknown} for {type(config).__name__}; its options are {known}")
+        raise ConfigError(f"unknown option(s) {unknown} for {type(config).__name__}; its options are {known}")
+
+
+def raise_config_errors(cls):
+    """Class decorator (outermost, above ``@strict``): a field of the wrong type raises a
+    :class:`~contrec_hf.errors.ConfigError` naming the field, like every other invalid option."""
+    strict_init = cls.__init__
+
+    @functools.wraps(strict_init)
+    def __init__(self, *args, **kwargs):
+        try:
+            strict_init(self, *args, **kwargs)
+        except StrictDataclassError as err:
+            raise ConfigError(f"invalid {cls.__name__}: {err}") from err
+
+    cls.__init__ = __init__
+    return cls

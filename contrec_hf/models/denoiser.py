@@ -24,6 +24,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
+from ..errors import ConfigError, InputError
+
 __all__ = ["ContRecDenoiser", "ContRecDenoiserOutput", "dispersive_loss"]
 
 
@@ -39,7 +41,7 @@ def dispersive_loss(representations: torch.Tensor, temperature: float = 1.0) -> 
         representations coincide).
     """
     if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+        raise ConfigError(f"temperature must be > 0, got {temperature}")
     r = representations.flatten(1)  # [B, d]
     distances = torch.cdist(r, r).pow(2)  # [B, B], ‖r_i − r_j‖²
     logits = -distances / (r.shape[1] * temperature)
@@ -116,9 +118,9 @@ class ContRecDenoiser(ModelMixin, ConfigMixin):
         super().__init__()
         for name, value in (("latent_dim", latent_dim), ("condition_dim", condition_dim)):
             if value < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {value}")
+                raise ConfigError(f"{name} must be ≥ 1, got {value}")
         if hidden_dim < 1 or num_blocks < 1:
-            raise ValueError(f"hidden_dim and num_blocks must be ≥ 1, got {hidden_dim} and {num_blocks}")
+            raise ConfigError(f"hidden_dim and num_blocks must be ≥ 1, got {hidden_dim} and {num_blocks}")
         self.input_proj = nn.Linear(latent_dim, hidden_dim)
         self.time_proj = Timesteps(hidden_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embedding = TimestepEmbedding(hidden_dim, hidden_dim)
@@ -155,9 +157,9 @@ class ContRecDenoiser(ModelMixin, ConfigMixin):
             return_dict (`bool`): return a [`ContRecDenoiserOutput`] (default) or a tuple.
         """
         if sample.ndim != 2 or sample.shape[1] != self.config.latent_dim:
-            raise ValueError(f"sample must be [batch, {self.config.latent_dim}], got {tuple(sample.shape)}")
+            raise InputError(f"sample must be [batch, {self.config.latent_dim}], got {tuple(sample.shape)}")
         if condition.shape != (sample.shape[0], self.config.condition_dim):
-            raise ValueError(
+            raise InputError(
                 f"condition must be [{sample.shape[0]}, {self.config.condition_dim}], got {tuple(condition.shape)}"
             )
         timestep = torch.as_tensor(timestep, device=sample.device)

@@ -9,11 +9,12 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from ..errors import DataError
+from ..saving import AtomicSaveMixin, SafeLoadMixin
 
 __all__ = ["ContRecCatalog"]
 
 
-class ContRecCatalog(ModelMixin, ConfigMixin):
+class ContRecCatalog(AtomicSaveMixin, SafeLoadMixin, ModelMixin, ConfigMixin):
     """Every item's raw id, title, category, feature vector (for prompts) and latent (for retrieval).
 
     A diffusers component, so a pipeline folder carries its catalog (`catalog/config.json` holds ids and text,

@@ -20,8 +20,9 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .. import retrieval
 from ..data.prompts import ContRecCollator, PromptBuilder
-from ..errors import DataError
+from ..errors import CheckpointError, ConfigError, DataError, InputError
 from ..models.contrec import ContRecForRecommendation
+from ..saving import AtomicSaveMixin, load_guard, local_folder
 from .catalog import ContRecCatalog
 
 __all__ = ["READOUTS", "ContRecDiffusionPipeline", "ContRecPipelineOutput"]
@@ -38,6 +39,10 @@ _UNSUPPORTED = {
 _RECOMMENDED = (
     "DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler"
 )
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -57,7 +62,7 @@ class ContRecPipelineOutput(BaseOutput):
     texts: list[str] | None = None
 
 
-class ContRecDiffusionPipeline(DiffusionPipeline):
+class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
     """Recommend items from raw item-id histories.
 
     Args:
@@ -96,36 +101,40 @@ class ContRecDiffusionPipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs):
         """Load from a folder, or from a Hub repository (downloaded first: diffusers alone cannot load
         third-party components from the Hub)."""
-        path = Path(pretrained_model_name_or_path)
-        if (
-            not path.is_dir()
-            and isinstance(pretrained_model_name_or_path, str)
-            and "/" in pretrained_model_name_or_path
-        ):
+        path = local_folder(pretrained_model_name_or_path)
+        if path is None:
             from huggingface_hub import snapshot_download
 
             hub_keys = ("revision", "token", "cache_dir", "local_files_only")
             hub = {k: kwargs[k] for k in hub_keys if k in kwargs}
-            path = Path(snapshot_download(pretrained_model_name_or_path, **hub))
+            with load_guard(pretrained_model_name_or_path):
+                path = Path(snapshot_download(pretrained_model_name_or_path, **hub))
             kwargs = {k: v for k, v in kwargs.items() if k not in hub_keys}
         if not (path / "model_index.json").is_file():
-            raise FileNotFoundError(
+            raise CheckpointError(
                 f"{pretrained_model_name_or_path} is not a saved ContRec pipeline (no model_index.json)"
             )
         missing = [c for c in ("recommender", "scheduler", "text_tokenizer", "catalog") if not (path / c).is_dir()]
         if missing:
-            raise FileNotFoundError(f"the pipeline folder {path} lacks the component folder(s) {missing}")
-        return super().from_pretrained(str(path), **kwargs)
+            raise CheckpointError(f"the pipeline folder {path} lacks the component folder(s) {missing}")
+        kwargs.setdefault("use_safetensors", True)
+        with load_guard(path):
+            return super().from_pretrained(str(path), **kwargs)
 
     # -------------------------------------------------------------------------------------- helpers
     def _check_scheduler(self) -> None:
         prediction = self.recommender.config.prediction_type
         name = type(self.scheduler).__name__
         configured = getattr(self.scheduler.config, "prediction_type", prediction)
-        if prediction in _UNSUPPORTED.get(name, set()) or configured != prediction:
-            raise ValueError(
-                f"{name} (prediction_type={configured!r}) cannot serve this recommender, trained to predict "
-                f"{prediction!r}; use one of {_RECOMMENDED} with `X.from_config(pipe.scheduler.config)`"
+        fix = f"use one of {_RECOMMENDED} with `X.from_config(pipe.scheduler.config)`"
+        if prediction in _UNSUPPORTED.get(name, set()):
+            raise ConfigError(
+                f"{name} does not support prediction_type={prediction!r}, which this recommender was trained for; {fix}"
+            )
+        if configured != prediction:
+            raise ConfigError(
+                f"{name} is set to prediction_type={configured!r} but this recommender was trained to predict "
+                f"{prediction!r}; {fix}"
             )
 
     def _histories(self, histories: Sequence[Sequence[str | int]]) -> list[list[int]]:
@@ -250,16 +259,18 @@ class ContRecDiffusionPipeline(DiffusionPipeline):
             output_type (`str`): `"pt"` or `"np"`.
             return_dict (`bool`): a [`ContRecPipelineOutput`] or a tuple.
         """
-        if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be ≥ 1, got {num_inference_steps}")
-        if guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be ≥ 0, got {guidance_scale}")
+        if not _is_int(num_inference_steps) or num_inference_steps < 1:
+            raise InputError(f"num_inference_steps must be an integer ≥ 1, got {num_inference_steps!r}")
+        if not isinstance(guidance_scale, (int, float)) or not guidance_scale >= 0 or guidance_scale == float("inf"):
+            raise InputError(f"guidance_scale must be a finite number ≥ 0, got {guidance_scale!r}")
         if readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {readout!r}")
+            raise InputError(f"readout must be one of {READOUTS}, got {readout!r}")
         if output_type not in ("pt", "np"):
-            raise ValueError(f"output_type must be 'pt' or 'np', got {output_type!r}")
-        if not 1 <= top_k <= self.catalog.num_items:
-            raise ValueError(f"top_k must be between 1 and the catalog size {self.catalog.num_items}, got {top_k}")
+            raise InputError(f"output_type must be 'pt' or 'np', got {output_type!r}")
+        if not _is_int(top_k) or not 1 <= top_k <= self.catalog.num_items:
+            raise InputError(
+                f"top_k must be an integer between 1 and the catalog size {self.catalog.num_items}, got {top_k!r}"
+            )
         self._check_scheduler()
         indices = self._histories(histories)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import ContRecError
+from ..saving import atomic_directory
 
 __all__ = ["load_training_state", "save_training_state"]
 
@@ -62,31 +62,21 @@ def save_training_state(
 ) -> Path:
     """Write a checkpoint atomically (temporary sibling, then rename)."""
     directory = Path(directory)
-    tmp = directory.with_name(directory.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    trainable = {k: v.detach().cpu().contiguous() for k, v in model.named_parameters() if v.requires_grad}
-    save_file(trainable, tmp / "model.safetensors")
-    tensors, meta = _optimizer_tensors(optimizer)
-    save_file(tensors, tmp / "optimizer.safetensors")
-    (tmp / "optimizer.json").write_text(json.dumps(meta))
-    save_file({"torch_cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
-    scheduler_state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
-    payload = {
-        "trainer": trainer_state,
-        "scheduler": scheduler_state,
-        "python_rng": _python_rng_to_json(random.getstate()),
-        "rngs": {name: _python_rng_to_json(r.getstate()) for name, r in (rngs or {}).items()},
-    }
-    (tmp / "trainer_state.json").write_text(json.dumps(payload, indent=1))
-    if directory.exists():
-        old = directory.with_name(directory.name + ".old")
-        directory.rename(old)
-        tmp.rename(directory)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(directory)
+    with atomic_directory(directory) as tmp:
+        trainable = {k: v.detach().cpu().contiguous() for k, v in model.named_parameters() if v.requires_grad}
+        save_file(trainable, tmp / "model.safetensors")
+        tensors, meta = _optimizer_tensors(optimizer)
+        save_file(tensors, tmp / "optimizer.safetensors")
+        (tmp / "optimizer.json").write_text(json.dumps(meta))
+        save_file({"torch_cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
+        scheduler_state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+        payload = {
+            "trainer": trainer_state,
+            "scheduler": scheduler_state,
+            "python_rng": _python_rng_to_json(random.getstate()),
+            "rngs": {name: _python_rng_to_json(r.getstate()) for name, r in (rngs or {}).items()},
+        }
+        (tmp / "trainer_state.json").write_text(json.dumps(payload, indent=1))
     return directory
 
 

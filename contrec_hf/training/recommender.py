@@ -24,10 +24,11 @@ from tqdm.auto import tqdm
 
 from ..data.prompts import ContRecCollator, PromptBuilder, sliding_window_samples
 from ..data.split import SequentialDataset
-from ..errors import ContRecError
+from ..errors import ConfigError, ContRecError, InputError
 from ..evaluation import evaluate_scorer
 from ..models.contrec import ContRecForRecommendation
 from ..retrieval import latent_scores
+from ..saving import atomic_directory
 from ..utils import require_positive, set_seed, write_json
 from .checkpoint import load_training_state, save_training_state
 
@@ -77,7 +78,7 @@ class RecommenderTrainingArguments:
     def __post_init__(self) -> None:
         require_positive(self, "batch_size", "learning_rate", "max_steps", "eval_steps", "save_steps", "patience")
         if self.readout not in READOUTS:
-            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+            raise ConfigError(f"readout must be one of {READOUTS}, got {self.readout!r}")
 
 
 class RecommenderTrainer:
@@ -100,7 +101,7 @@ class RecommenderTrainer:
         args: RecommenderTrainingArguments,
     ) -> None:
         if item_features.shape[0] != data.num_items:
-            raise ValueError(f"item_features has {item_features.shape[0]} rows but the dataset {data.num_items} items")
+            raise InputError(f"item_features has {item_features.shape[0]} rows but the dataset {data.num_items} items")
         self.args, self.data, self.text_tokenizer = args, data, text_tokenizer
         self.output_dir = Path(args.output_dir)
         # Fast-path batches leave the LM head without a loss: DDP must tolerate unused parameters.
@@ -282,11 +283,12 @@ class RecommenderTrainer:
     def _save_best(self, model, directory: Path) -> None:
         """A plain ContRec checkpoint (+ its text tokenizer). A PEFT model is saved merged, so the folder loads with
         `ContRecForRecommendation.from_pretrained` and builds a pipeline; its adapter is kept in `adapter/`."""
-        if hasattr(model, "merge_and_unload"):
-            model.save_pretrained(directory / "adapter")
-            model = copy.deepcopy(model).merge_and_unload()
-        model.save_pretrained(directory)
-        self.text_tokenizer.save_pretrained(directory / "text_tokenizer")
+        with atomic_directory(directory) as tmp:  # the three parts are swapped in together
+            if hasattr(model, "merge_and_unload"):
+                model.save_pretrained(tmp / "adapter")
+                model = copy.deepcopy(model).merge_and_unload()
+            model.save_pretrained(tmp)
+            self.text_tokenizer.save_pretrained(tmp / "text_tokenizer")
 
     def _validate(self, running: list[dict[str, float]], started: float) -> None:
         acc = self.accelerator

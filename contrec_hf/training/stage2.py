@@ -9,13 +9,24 @@ import torch
 
 from ..data.prompts import INSTRUCTION, train_text_tokenizer
 from ..data.split import SequentialDataset
-from ..errors import DatasetNotFoundError
+from ..errors import ConfigError, DatasetNotFoundError
 from ..features import ItemFeatures
 from ..models.contrec import ContRecConfig, ContRecForRecommendation
 from ..models.tokenizer import ContRecTokenizer
+from ..saving import local_folder
 from .recommender import RecommenderTrainer, RecommenderTrainingArguments
 
-__all__ = ["load_stage1", "prepare_recommender", "run_recommender_stage"]
+__all__ = ["check_stage2_options", "load_stage1", "prepare_recommender", "run_recommender_stage"]
+
+
+def check_stage2_options(backbone: str = "tiny", lora: bool = False, config_overrides: dict | None = None) -> None:
+    """Refuse bad stage-2 options before any expensive work (data loading, stage 1, model downloads):
+    LoRA on the tiny backbone, a backbone path that does not exist, invalid `ContRecConfig` overrides."""
+    if lora and backbone == "tiny":
+        raise ConfigError("LoRA adapts a pretrained backbone; the tiny backbone is trained from scratch")
+    if backbone not in ("tiny", "smollm2"):
+        local_folder(backbone)  # raises for a local path that does not exist; Hub ids pass
+    ContRecConfig(**(config_overrides or {}))  # a cheap config object: wrong types, ranges, unknown options
 
 
 def load_stage1(tokenizer_dir: str | Path, data: SequentialDataset) -> tuple[ContRecTokenizer, ItemFeatures]:
@@ -49,8 +60,7 @@ def prepare_recommender(
 
     Returns ``(model, text_tokenizer)``.
     """
-    if lora and backbone == "tiny":
-        raise ValueError("LoRA adapts a pretrained backbone; the tiny backbone is trained from scratch")
+    check_stage2_options(backbone, lora, config_overrides)
     overrides = dict(config_overrides or {})
     if backbone != "tiny":
         return ContRecForRecommendation.from_pretrained_llm(
@@ -81,6 +91,7 @@ def run_recommender_stage(
     progress: bool = True,
 ) -> RecommenderTrainer:
     """Load stage 1, build the recommender, train it (resuming from ``args.output_dir`` if possible)."""
+    check_stage2_options(backbone, lora, config_overrides)
     item_tokenizer, features = load_stage1(tokenizer_dir, data)
     torch.manual_seed(args.seed)
     model, text_tokenizer = prepare_recommender(

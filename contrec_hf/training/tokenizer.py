@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import ContRecError
+from ..errors import ConfigError, ContRecError, InputError
 from ..models.tokenizer import ContRecTokenizer, ContRecTokenizerConfig, collapse_diagnostics, effective_rank
 from ..utils import require_positive, set_seed, write_json
 
@@ -54,7 +54,7 @@ class TokenizerTrainingArguments:
     def __post_init__(self) -> None:
         require_positive(self, "batch_size", "learning_rate", "max_epochs", "patience")
         if len(self.split) != 3 or any(f <= 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
-            raise ValueError(f"split must be three positive fractions summing to 1, got {self.split}")
+            raise ConfigError(f"split must be three positive fractions summing to 1, got {self.split}")
 
 
 @dataclass
@@ -70,7 +70,7 @@ class TokenizerTrainingResult:
 def split_items(num_items: int, fractions: tuple[float, float, float], seed: int) -> dict[str, list[int]]:
     """A seeded random split of item indices into ``train`` / ``validation`` / ``heldout``."""
     if num_items < 3:
-        raise ValueError(f"need at least 3 items to split into train/validation/held-out, got {num_items}")
+        raise InputError(f"need at least 3 items to split into train/validation/held-out, got {num_items}")
     order = torch.randperm(num_items, generator=torch.Generator().manual_seed(seed)).tolist()
     n_val = max(1, round(fractions[1] * num_items))
     n_held = max(1, round(fractions[2] * num_items))
@@ -112,9 +112,9 @@ def train_tokenizer(
     """
     args = args or TokenizerTrainingArguments()
     if features.ndim != 2 or features.shape[1] != config.input_dim:
-        raise ValueError(f"features must be [num_items, {config.input_dim}], got {tuple(features.shape)}")
+        raise InputError(f"features must be [num_items, {config.input_dim}], got {tuple(features.shape)}")
     if not torch.isfinite(features).all():
-        raise ValueError("features hold NaN or inf values")
+        raise InputError("features hold NaN or inf values")
     features = features.float()
     generator = set_seed(args.seed)
     split = split_items(features.shape[0], args.split, args.seed)

@@ -9,10 +9,8 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from contrec_hf.errors import DataError
-from contrec_hf.models import ContRecTokenizer, ContRecTokenizerConfig
-from contrec_hf.pipelines import ContRecCatalog, ContRecDiffusionPipeline, build_pipeline
-from contrec_hf.training import prepare_recommender
+from contrec_hf.errors import CheckpointError, DataError
+from contrec_hf.pipelines import ContRecCatalog, ContRecDiffusionPipeline
 
 SWAPS = [DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler]
 
@@ -20,16 +18,9 @@ SWAPS = [DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultist
 @pytest.fixture(scope="module")
 def pipe():
     from conftest import make_cyclic_dataset
+    from tiny import tiny_pipeline
 
-    data = make_cyclic_dataset()
-    torch.manual_seed(0)
-    features = torch.randn(data.num_items, 24, generator=torch.Generator().manual_seed(1))
-    tokenizer = ContRecTokenizer(ContRecTokenizerConfig(input_dim=24, token_dim=16, encoder_hidden_sizes=[19]))
-    tokenizer.fit_normalization(features)
-    overrides = {"projector_hidden_size": 37, "condition_dim": 29, "denoiser_hidden_size": 31, "max_history": 5,
-                 "num_train_timesteps": 50}  # fmt: skip
-    model, text_tokenizer = prepare_recommender(data, tokenizer, config_overrides=overrides)
-    return build_pipeline(model, text_tokenizer, data, features)
+    return tiny_pipeline(make_cyclic_dataset(), num_train_timesteps=50)
 
 
 def call(pipe, **kwargs):
@@ -122,7 +113,7 @@ def test_numeric_ids_accept_int_and_str():
     [
         ({}, [["nope"]], "unknown item id"),
         ({}, [[]], "empty"),
-        ({"top_k": 99}, [["i1"]], "top_k must be between 1 and the catalog size 13"),
+        ({"top_k": 99}, [["i1"]], "top_k must be an integer between 1 and the catalog size 13"),
         ({"top_k": 0}, [["i1"]], "top_k"),
         ({"num_inference_steps": 0}, [["i1"]], "num_inference_steps"),
         ({"guidance_scale": -1.0}, [["i1"]], "guidance_scale"),
@@ -140,7 +131,7 @@ def test_missing_component_folder(pipe, tmp_path):
 
     pipe.save_pretrained(tmp_path)
     shutil.rmtree(tmp_path / "catalog")
-    with pytest.raises(FileNotFoundError, match="catalog"):
+    with pytest.raises(CheckpointError, match="catalog"):
         ContRecDiffusionPipeline.from_pretrained(tmp_path)
 
 

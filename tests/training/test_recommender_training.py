@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from tiny import tiny_trainer
 
 from contrec_hf.models import ContRecForRecommendation, ContRecTokenizer, ContRecTokenizerConfig
 from contrec_hf.training import RecommenderTrainer, RecommenderTrainingArguments, prepare_recommender
@@ -9,15 +10,7 @@ from contrec_hf.training.checkpoint import load_training_state
 
 
 def setup(data, tmp_path, name="run", **kwargs):
-    torch.manual_seed(0)
-    features = torch.randn(data.num_items, 24, generator=torch.Generator().manual_seed(1))
-    tokenizer = ContRecTokenizer(ContRecTokenizerConfig(input_dim=24, token_dim=16, encoder_hidden_sizes=[19]))
-    tokenizer.fit_normalization(features)
-    overrides = {"projector_hidden_size": 37, "condition_dim": 29, "denoiser_hidden_size": 31, "max_history": 5}
-    model, text_tokenizer = prepare_recommender(data, tokenizer, config_overrides=overrides)
-    defaults = {"batch_size": 8, "max_steps": 6, "eval_steps": 3, "save_steps": 3, "warmup_steps": 2, "patience": 10}
-    args = RecommenderTrainingArguments(output_dir=str(tmp_path / name), **{**defaults, **kwargs})
-    return RecommenderTrainer(model, text_tokenizer, data, features, args)
+    return tiny_trainer(data, tmp_path / name, **kwargs)
 
 
 def trainable_state(trainer):

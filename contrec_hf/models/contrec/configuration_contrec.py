@@ -6,7 +6,8 @@ from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-from ..config_utils import reject_unknown_kwargs
+from ...errors import ConfigError
+from ..config_utils import raise_config_errors, reject_unknown_kwargs
 from ..tokenizer import ContRecTokenizerConfig
 
 __all__ = ["PREDICTION_TYPES", "ContRecConfig"]
@@ -26,6 +27,7 @@ TINY_LLAMA = {
 }
 
 
+@raise_config_errors
 @strict
 class ContRecConfig(PreTrainedConfig):
     r"""Configuration of [`ContRecForRecommendation`]: any causal LM (`text_config`) plus the σ-VAE item
@@ -110,18 +112,18 @@ class ContRecConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         self._check_causal_lm()
         if self.prediction_type not in PREDICTION_TYPES:
-            raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+            raise ConfigError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
         for name in ("max_history", "max_title_length", "projector_hidden_size", "condition_dim",
                      "denoiser_hidden_size", "denoiser_num_blocks", "num_train_timesteps",
                      "diffusion_batch_multiplier"):  # fmt: skip
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         for name in ("condition_dropout", "fast_path_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("lm_loss_weight", "dispersive_loss_weight", "dispersive_temperature"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
 
     def _check_causal_lm(self) -> None:
         """Refuse a text_config that is not a decoder-only causal LM (an encoder such as BERT, a seq2seq)."""
@@ -133,7 +135,7 @@ class ContRecConfig(PreTrainedConfig):
         text, kind = self.text_config, self.text_config.model_type
         encoder = kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES and not getattr(text, "is_decoder", False)
         if kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or encoder or text.is_encoder_decoder:
-            raise ValueError(
+            raise ConfigError(
                 f"text_config must describe a decoder-only causal LM (AutoModelForCausalLM), got model_type {kind!r}; "
                 "use e.g. llama, qwen2, gpt2 or mistral"
             )

@@ -21,6 +21,8 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ...errors import InputError
+from ...saving import AtomicSaveMixin, SafeLoadMixin
 from ..denoiser import ContRecDenoiser, dispersive_loss
 from ..tokenizer import ContRecTokenizer
 from .configuration_contrec import ContRecConfig
@@ -47,7 +49,11 @@ def build_noise_scheduler(config: ContRecConfig) -> DDPMScheduler:
         kwargs["trained_betas"] = exp_noise_betas(config.num_train_timesteps)
     else:
         kwargs["beta_schedule"] = config.noise_schedule
-    return DDPMScheduler(**kwargs)
+    scheduler = DDPMScheduler(**kwargs)
+    # Spell every default out: a config that lists `_use_default_values` makes `X.from_config` fall back to X's
+    # own defaults for those keys (e.g. Euler's timestep_spacing), and a saved config does not list them, so a
+    # swapped scheduler would behave differently before and after save_pretrained.
+    return DDPMScheduler.from_config({k: v for k, v in scheduler.config.items() if not k.startswith("_")})
 
 
 @dataclass
@@ -70,7 +76,7 @@ class ContRecOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
 
 
-class ContRecPreTrainedModel(PreTrainedModel):
+class ContRecPreTrainedModel(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
     config_class = ContRecConfig
     base_model_prefix = "contrec"
     supports_gradient_checkpointing = True
@@ -239,7 +245,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
     # ---------------------------------------------------------------------------------- the prompt
     def _require_token_ids(self) -> None:
         if self.config.item_token_id is None or self.config.pref_token_id is None:
-            raise ValueError(
+            raise InputError(
                 "item_token_id / pref_token_id are not set: call model.add_special_tokens(text_tokenizer) first"
             )
 
@@ -255,7 +261,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         n_placeholders = int(mask.sum())
         n = 0 if tokens is None else tokens.shape[0] // k
         if n_placeholders != n * k:
-            raise ValueError(
+            raise InputError(
                 f"the prompt holds {n_placeholders} {what} placeholders but {n} {what}s × K={k} tokens were given: "
                 f"placeholders and {what} features must match"
             )
@@ -283,7 +289,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         )
         if self.user_tokenizer is None:
             if user_features is not None:
-                raise ValueError("user_features were given but this model has no user tokenizer (user tokens are off)")
+                raise InputError("user_features were given but this model has no user tokenizer (user tokens are off)")
             return embeds
         users = None
         if user_features is not None:
@@ -296,7 +302,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         is_pref = input_ids == self.config.pref_token_id  # [B, S]
         missing = (~is_pref.any(dim=1)).nonzero().flatten().tolist()
         if missing:
-            raise ValueError(f"row(s) {missing} of input_ids hold no <pref> token (id {self.config.pref_token_id})")
+            raise InputError(f"row(s) {missing} of input_ids hold no <pref> token (id {self.config.pref_token_id})")
         positions = torch.arange(input_ids.shape[1], device=input_ids.device)
         last = torch.where(is_pref, positions, -1).max(dim=1).values  # [B]
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]

@@ -3,11 +3,13 @@
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from ..config_utils import reject_unknown_kwargs
+from ...errors import ConfigError
+from ..config_utils import raise_config_errors, reject_unknown_kwargs
 
 __all__ = ["ContRecTokenizerConfig"]
 
 
+@raise_config_errors
 @strict
 class ContRecTokenizerConfig(PreTrainedConfig):
     r"""Configuration of [`ContRecTokenizer`], the σ-VAE that turns an item (or user) feature vector into
@@ -68,13 +70,13 @@ class ContRecTokenizerConfig(PreTrainedConfig):
         self.decoder_hidden_sizes = [int(s) for s in self.decoder_hidden_sizes]
         for name in ("input_dim", "num_tokens", "token_dim"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         for name in ("encoder_hidden_sizes", "decoder_hidden_sizes"):
             if any(s < 1 for s in getattr(self, name)):
-                raise ValueError(f"{name} must hold positive widths, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must hold positive widths, got {getattr(self, name)}")
         for name in ("dropout", "mask_ratio"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         for name in ("sigma_std", "mu_regularizer_weight", "barlow_twins_weight", "barlow_offdiag_weight"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+                raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")

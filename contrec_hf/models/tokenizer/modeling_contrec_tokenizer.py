@@ -23,6 +23,8 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
+from ...errors import InputError
+from ...saving import AtomicSaveMixin, SafeLoadMixin
 from .configuration_contrec_tokenizer import ContRecTokenizerConfig
 
 __all__ = ["ContRecTokenizer", "ContRecTokenizerOutput", "collapse_diagnostics", "effective_rank"]
@@ -96,7 +98,7 @@ def collapse_diagnostics(mu: torch.Tensor, dead_threshold: float = 0.01) -> dict
     }
 
 
-class ContRecTokenizer(PreTrainedModel):
+class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
     """The σ-VAE item tokenizer.
 
     Example:
@@ -147,15 +149,15 @@ class ContRecTokenizer(PreTrainedModel):
     def _check_features(self, features: torch.Tensor) -> None:
         if not isinstance(features, torch.Tensor) or features.ndim != 2:
             shape = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
-            raise ValueError(f"features must be a [batch, {self.config.input_dim}] tensor, got {shape}")
+            raise InputError(f"features must be a [batch, {self.config.input_dim}] tensor, got {shape}")
         if features.shape[1] != self.config.input_dim:
-            raise ValueError(
+            raise InputError(
                 f"features have dimension {features.shape[1]}, but this tokenizer was built for "
                 f"input_dim={self.config.input_dim}"
             )
         if not torch.isfinite(features).all():
             bad = int((~torch.isfinite(features)).any(dim=1).sum())
-            raise ValueError(f"features hold NaN or inf values in {bad} row(s)")
+            raise InputError(f"features hold NaN or inf values in {bad} row(s)")
 
     @torch.no_grad()
     def fit_normalization(self, features: torch.Tensor) -> None:
@@ -209,7 +211,7 @@ class ContRecTokenizer(PreTrainedModel):
         if tokens.ndim == 3:
             tokens = tokens.mean(dim=1)
         if tokens.ndim != 2 or tokens.shape[-1] != self.config.token_dim:
-            raise ValueError(
+            raise InputError(
                 f"tokens must be [batch, K, {self.config.token_dim}] or [batch, {self.config.token_dim}], "
                 f"got {tuple(tokens.shape)}"
             )
