@@ -10,22 +10,17 @@ markers in docs/benchmarks.md with it (command, date and machine included).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
 import statistics
-import sys
 from pathlib import Path
 
-import torch
+from _report import provenance, write_section
 
 from contrec_hf.baselines import run_baseline
 from contrec_hf.data import load_sequential_dataset
 from contrec_hf.evaluation import format_metrics_table
 
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- baselines_ml100k:begin -->", "<!-- baselines_ml100k:end -->"
+SECTION, TITLE = "baselines_ml100k", "Baselines on MovieLens-100K"
 
 
 def summarise(runs: list[dict[str, float]]) -> dict[str, str]:
@@ -63,7 +58,6 @@ def main() -> None:
     per_seed = {m: [round(r["test"]["ndcg@10"], 4) for r in rs] for m, rs in per_model.items()}
     table = format_metrics_table(rows)
     command = "python benchmarks/baselines_ml100k.py --seeds " + " ".join(map(str, args.seeds))
-    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     report = "\n".join(
         [
             f"Test metrics, mean ± std over seeds {args.seeds} (ML-100K, 943 users, leave-one-out, full ranking,",
@@ -75,19 +69,14 @@ def main() -> None:
             "",
             "Mean wall time per run: " + ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()),
             "",
-            f"Command: `{command}` — run {datetime.date.today()} on {machine}.",
+            provenance(command),
         ]
     )
     print("\n" + report)
     if args.json:
         args.json.write_text(json.dumps(per_model, indent=1))
     if args.write_docs:
-        text = DOCS.read_text()
-        if BEGIN not in text or END not in text:
-            sys.exit(f"{DOCS} lacks the markers {BEGIN} … {END}")
-        head, rest = text.split(BEGIN, 1)
-        DOCS.write_text(head + BEGIN + "\n" + report + "\n" + END + rest.split(END, 1)[1])
-        print(f"\nwrote {DOCS}")
+        print(f"\nwrote {write_section(SECTION, report, TITLE)}")
 
 
 if __name__ == "__main__":

@@ -12,21 +12,16 @@ of the retrieval latent (mean of the K tokens, max d_z) and the fraction of near
 from __future__ import annotations
 
 import argparse
-import datetime
-import platform
 import statistics
 import sys
 from pathlib import Path
 
-import torch
+from _report import ROOT, provenance, write_section
 
 from contrec_hf.data import load_sequential_dataset
 from contrec_hf.features import build_item_features
 from contrec_hf.models import ContRecTokenizerConfig
 from contrec_hf.training import TokenizerTrainingArguments, train_tokenizer
-
-ROOT = Path(__file__).resolve().parents[1]
-DOCS = ROOT / "docs" / "benchmarks.md"
 
 VARIANTS = {
     "all three on (default)": {},
@@ -73,7 +68,6 @@ def main() -> None:
     command = f"python benchmarks/tokenizer_ablations.py --features {args.features} --seeds " + " ".join(
         map(str, args.seeds)
     )
-    machine = f"{platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}"
     k, d_z = ContRecTokenizerConfig().num_tokens, ContRecTokenizerConfig().token_dim
     report = "\n".join(
         [
@@ -82,21 +76,15 @@ def main() -> None:
             "",
             *lines,
             "",
-            f"Command: `{command}` — run {datetime.date.today()} on {machine}.",
+            provenance(command),
         ]
     )
     print("\n" + report)
     if args.write_docs:
-        begin, end = (
-            f"<!-- tokenizer_ablations_{args.features}:begin -->",
-            f"<!-- tokenizer_ablations_{args.features}:end -->",
+        docs = write_section(
+            f"tokenizer_ablations_{args.features}", report, f"σ-VAE ablations ({args.features} features)"
         )
-        text = DOCS.read_text()
-        if begin not in text:
-            text += f"\n## σ-VAE ablations ({args.features} features)\n\n{begin}\n{end}\n"
-        head, rest = text.split(begin, 1)
-        DOCS.write_text(head + begin + "\n" + report + "\n" + end + rest.split(end, 1)[1])
-        print(f"\nwrote {DOCS}", file=sys.stderr)
+        print(f"\nwrote {docs}", file=sys.stderr)
 
 
 if __name__ == "__main__":

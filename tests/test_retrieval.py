@@ -36,23 +36,3 @@ def test_text_scores_and_fusion():
     fused = fuse_scores(latent, scores, 1.0)
     assert torch.allclose(fuse_scores(latent, None, 1.0), torch.tensor([[-1.0, 0.0, 1.0]]))
     assert fused.argmax() == 2 and fused[0, 0] > -1.0
-
-
-@pytest.mark.parametrize("kind", ["flat", "hnsw", "ivf"])
-@pytest.mark.parametrize("metric", ["cosine", "dot", "l2"])
-def test_faiss_matches_exact_search(kind, metric):
-    pytest.importorskip("faiss")
-    from contrec_hf.retrieval_faiss import FaissIndex
-
-    g = torch.Generator().manual_seed(0)
-    items, queries = torch.randn(500, 16, generator=g), torch.randn(8, 16, generator=g)
-    histories = [[i, i + 1] for i in range(8)]
-    exact_ids, _ = top_k(latent_scores(queries, items, metric), 10, histories)
-    index = FaissIndex(items, kind=kind, metric=metric, nlist=8, nprobe=8)
-    ids, scores = index.search(queries, 10, histories)
-    assert ids.shape == (8, 10) and not any(set(h) & set(r) for h, r in zip(histories, ids.tolist()))
-    assert (scores[:, :-1] >= scores[:, 1:] - 1e-5).all()  # best first, higher is better for every metric
-    recall = sum(len(set(a) & set(b)) for a, b in zip(ids.tolist(), exact_ids.tolist())) / 80
-    assert recall == 1.0 if kind == "flat" else recall >= 0.9
-    with pytest.raises(ValueError, match="k must be between"):
-        index.search(queries, 499, histories)
