@@ -44,4 +44,4 @@ clean:
 
 docs: $(STAMP)
 	$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt torch==2.13.0 -e ".[docs]"
-	$(BIN)/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site

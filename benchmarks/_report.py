@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shlex
 import sys
 from pathlib import Path
 
@@ -76,7 +77,7 @@ def provenance(command: str, device: str | torch.device = "cpu") -> str:
 def command_line(script: str, args: list[str] | None = None) -> str:
     """``python benchmarks/<script> <args>``: the command as typed (``sys.argv`` by default)."""
     args = sys.argv[1:] if args is None else args
-    return " ".join(["python", f"benchmarks/{script}", *args])
+    return shlex.join(["python", f"benchmarks/{script}", *args])
 
 
 def write_section(name: str, body: str, title: str, docs: Path = DOCS) -> Path:

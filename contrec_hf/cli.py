@@ -165,6 +165,16 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _overrides(args: argparse.Namespace) -> dict:
+    """`ContRecConfig` overrides given on the command line (options left out keep the config's defaults)."""
+    given = {
+        "dispersive_loss_weight": getattr(args, "dispersive_weight", None),
+        "lm_loss_weight": getattr(args, "lm_weight", None),
+        "history_diffusion_weight": getattr(args, "history_diffusion_weight", None),
+    }
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .training import RecommenderTrainingArguments, run_recommender_stage
     from .training.stage2 import check_stage2_options
@@ -182,8 +192,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     train_args = RecommenderTrainingArguments(
         output_dir=str(output), **{k: v for k, v in training.items() if v is not None}
     )
-    overrides = {"dispersive_loss_weight": args.dispersive_weight, "lm_loss_weight": args.lm_weight}
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides = _overrides(args)
     # Everything that can be checked cheaply is checked before anything is deleted or loaded.
     check_stage2_options(args.backbone, args.lora, overrides)
     if not (Path(args.tokenizer) / "config.json").is_file():
@@ -349,6 +358,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         backbone=args.backbone,
         lora=args.lora,
         max_steps=args.max_steps,
+        config_overrides=_overrides(args),
         seed=args.seed,
         overwrite=args.overwrite,
         progress=not args.no_progress,
@@ -449,6 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     stage2.add_argument("--eval-users", type=int, help="validate on a seeded subset of users (0 = all)")
     stage2.add_argument("--dispersive-weight", type=float, help="λ_disp (ContRecConfig default 0.5)")
     stage2.add_argument("--lm-weight", type=float, help="λ_lm (ContRecConfig default 0.5)")
+    stage2.add_argument(
+        "--history-diffusion-weight",
+        type=float,
+        help="weight of the dense next-item diffusion loss (default 1; 0 = the paper)",
+    )
     stage2.add_argument("--seed", type=int, default=0)
     stage2.add_argument("--overwrite", action="store_true", help="start over instead of resuming from --output")
     stage2.add_argument("--no-progress", action="store_true")
@@ -488,7 +503,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--features", choices=("collaborative", "text", "hybrid"), default="collaborative")
     run.add_argument("--backbone", default="tiny", help="'tiny', 'smollm2' or a causal LM path / Hub id")
     run.add_argument("--lora", action="store_true", help="LoRA-adapt a pretrained backbone")
-    run.add_argument("--max-steps", type=int, default=1000, help="stage-2 optimizer steps")
+    run.add_argument("--max-steps", type=int, default=2000, help="stage-2 optimizer steps")
+    run.add_argument(
+        "--history-diffusion-weight",
+        type=float,
+        help="weight of the dense next-item diffusion loss (default 1; 0 = the paper)",
+    )
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     run.add_argument("--no-progress", action="store_true")

@@ -101,7 +101,7 @@ def _plots(output: Path, log_rows: list[dict], sweep: list[dict]) -> list[str]:
     names = []
     steps = [r["step"] for r in log_rows]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key in ("loss", "lm_loss", "diffusion_loss", "dispersive_loss"):
+    for key in ("loss", "lm_loss", "diffusion_loss", "dispersive_loss", "history_diffusion_loss"):
         if all(key in r for r in log_rows):
             ax.plot(steps, [r[key] for r in log_rows], marker="o", label=key)
     ax.set_xlabel("step"), ax.set_title("training losses (mean over each validation interval)"), ax.legend()
@@ -132,7 +132,8 @@ def run_main_job(
     features: str = "collaborative",
     backbone: str = "tiny",
     lora: bool = False,
-    max_steps: int = 1000,
+    max_steps: int = 2000,
+    config_overrides: dict[str, Any] | None = None,
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
@@ -149,7 +150,7 @@ def run_main_job(
     # Refuse bad options before anything is deleted, downloaded or trained.
     if features not in FEATURE_KINDS:
         raise ConfigError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
-    check_stage2_options(backbone, lora)
+    check_stage2_options(backbone, lora, config_overrides)
     recommender_args = RecommenderTrainingArguments(
         output_dir=str(Path(output) / "recommender-training"), max_steps=max_steps,
         eval_steps=max(1, max_steps // 4) if isinstance(max_steps, int) else 1,
@@ -173,8 +174,9 @@ def run_main_job(
 
     def recommender_stage():
         trainer = run_recommender_stage(
-            data, output / "tokenizer", recommender_args, backbone=backbone, lora=lora, progress=progress
-        )
+            data, output / "tokenizer", recommender_args, backbone=backbone, lora=lora,
+            config_overrides=config_overrides, progress=progress,
+        )  # fmt: skip
         best = output / "recommender-training" / "best"
         if not (best / "config.json").is_file():
             raise ContRecError("stage 2 produced no best model (no validation ran)")

@@ -40,7 +40,7 @@ def mask_history(scores: torch.Tensor, histories: Sequence[Sequence[int]]) -> to
     """Set the score of every item in each row's history to ``-inf`` (in place; returns ``scores``).
 
     Args:
-        scores (`torch.Tensor` of shape `[batch, num_items]`).
+        scores (`torch.Tensor` of shape `[batch, num_items]`): the scorer's scores of every item.
         histories (`list[list[int]]`): ``batch`` lists of item indices.
     """
     rows = [torch.full((len(h),), i, dtype=torch.long) for i, h in enumerate(histories)]

@@ -129,7 +129,8 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
         fix = f"use one of {_RECOMMENDED} with `X.from_config(pipe.scheduler.config)`"
         if prediction in _UNSUPPORTED.get(name, set()):
             raise ConfigError(
-                f"{name} does not support prediction_type={prediction!r}, which this recommender was trained for; {fix}"
+                f"{name} does not support prediction_type={prediction!r}, which this recommender was trained "
+                f"for; {fix}"
             )
         if configured != prediction:
             raise ConfigError(

@@ -86,10 +86,10 @@ class RecommenderTrainer:
 
     Args:
         model ([`ContRecForRecommendation`]): with `add_special_tokens(text_tokenizer)` already called.
-        text_tokenizer: the LM's tokenizer.
+        text_tokenizer (`PreTrainedTokenizerBase`): the LM's tokenizer.
         data ([`SequentialDataset`]): the split; only training histories are trained on.
         item_features (`torch.Tensor` of shape `[num_items, input_dim]`): the catalog's features.
-        args ([`RecommenderTrainingArguments`]).
+        args ([`RecommenderTrainingArguments`]): how to train.
     """
 
     def __init__(
@@ -266,7 +266,7 @@ class RecommenderTrainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.state["step"] += 1
-            parts = ("loss", "lm_loss", "diffusion_loss", "dispersive_loss")
+            parts = ("loss", "lm_loss", "diffusion_loss", "dispersive_loss", "history_diffusion_loss")
             running.append({k: getattr(out, k).item() for k in parts if getattr(out, k) is not None})
             bar.update(1)
             bar.set_postfix(loss=f"{out.loss.item():.3f}", best=f"{self.state['best_ndcg']:.4f}")

@@ -68,7 +68,7 @@ def test_forward_backward_generate_and_round_trip(arch, text_tokenizer, tmp_path
     out = model(**inputs)
     assert out.condition.shape == (3, 29)
     assert out.lm_loss is not None and out.diffusion_loss is not None and out.dispersive_loss is not None
-    expected = 0.5 * out.lm_loss + out.diffusion_loss + 0.5 * out.dispersive_loss
+    expected = 0.5 * out.lm_loss + out.diffusion_loss + 0.5 * out.dispersive_loss + out.history_diffusion_loss
     assert torch.allclose(out.loss, expected)
     out.loss.backward()
     assert model.projector[0].weight.grad is not None and model.denoiser.input_proj.weight.grad is not None
@@ -273,3 +273,30 @@ def test_detach_condition_stops_diffusion_gradients_at_the_lm(detach, text_token
     lm_grad = model.language_model.model.layers[0].mlp.up_proj.weight.grad
     assert (lm_grad is None or not lm_grad.any()) == detach
     assert model.condition_projector[1].weight.grad is not None
+
+
+def test_history_diffusion_pairs_each_item_end_with_the_next_item():
+    """`history_diffusion_weight`: the state at each `</item>` conditions the next item's latent; a row's last
+    item is followed by its target. Checked against the latents computed item by item."""
+    tokenizer = train_text_tokenizer([*TITLES, *CATEGORIES, "History: Answer:"] * 3, vocab_size=95)
+    model = build("llama", tokenizer, history_diffusion_weight=1.0)
+    features = torch.randn(13, 24, generator=torch.Generator().manual_seed(3))
+    builder = PromptBuilder(TITLES, CATEGORIES, num_item_tokens=model.config.num_item_tokens, max_history=4)
+    samples = [([0, 1, 2], 3), ([4, 5, 6, 7, 8, 9], 10), ([11], 12)]
+    inputs = ContRecCollator(tokenizer, builder, features)(samples)
+    hidden = torch.randn(*inputs["input_ids"].shape, model.config.text_config.hidden_size)
+    conditions, x0 = model._history_targets(inputs["input_ids"], hidden, inputs["item_features"],
+                                            inputs["target_features"])  # fmt: skip
+    # The history is cut to the last 4 items: rows hold [0,1,2], [6,7,8,9], [11]; next items follow.
+    expected_next = [1, 2, 3, 7, 8, 9, 10, 12]
+    assert torch.allclose(x0, model.target_latents(features[expected_next]))
+    ends = inputs["input_ids"] == model.config.item_end_token_id
+    assert torch.allclose(conditions, model.condition(hidden[ends]))
+
+    model.train()
+    torch.manual_seed(0)
+    with_history = model(**{k: v for k, v in inputs.items() if k != "targets"}).loss
+    model.config.history_diffusion_weight = 0.0
+    torch.manual_seed(0)
+    without = model(**{k: v for k, v in inputs.items() if k != "targets"}).loss
+    assert with_history > without  # the extra term is a positive MSE, on the same random draws

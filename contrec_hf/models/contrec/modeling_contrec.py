@@ -62,7 +62,11 @@ class ContRecOutput(ModelOutput):
 
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*): λ_lm·L_LM + L_diff + λ_disp·L_disp.
-        lm_loss / diffusion_loss / dispersive_loss (`torch.FloatTensor` of shape `()`, *optional*): the parts.
+        lm_loss (`torch.FloatTensor` of shape `()`, *optional*): L_LM on the response tokens.
+        diffusion_loss (`torch.FloatTensor` of shape `()`, *optional*): L_diff.
+        dispersive_loss (`torch.FloatTensor` of shape `()`, *optional*): L_disp.
+        history_diffusion_loss (`torch.FloatTensor` of shape `()`, *optional*): L_diff of the dense next-item
+            targets (with `history_diffusion_weight` > 0).
         condition (`torch.FloatTensor` of shape `(batch, condition_dim)`): c = proj(h at `<pref>`).
         logits (`torch.FloatTensor` of shape `(batch, n, vocab)`, *optional*): the LM's logits at the positions
             followed by a label (with `labels`), else at the last position only (n = 1).
@@ -72,6 +76,7 @@ class ContRecOutput(ModelOutput):
     lm_loss: torch.FloatTensor | None = None
     diffusion_loss: torch.FloatTensor | None = None
     dispersive_loss: torch.FloatTensor | None = None
+    history_diffusion_loss: torch.FloatTensor | None = None
     condition: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
 
@@ -163,7 +168,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         :func:`~contrec_hf.models.contrec.backbones.apply_lora`).
 
         Returns:
-            ``(model, text_tokenizer)``; ``model`` is a PEFT model when ``lora=True``.
+            `tuple`: ``(model, text_tokenizer)``; ``model`` is a PEFT model when ``lora=True``.
         """
         from .backbones import apply_lora, load_causal_lm
 
@@ -307,6 +312,25 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         last = torch.where(is_pref, positions, -1).max(dim=1).values  # [B]
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
+    def _history_targets(
+        self, input_ids: torch.Tensor, hidden: torch.Tensor, item_features: torch.Tensor, target_features: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dense next-item pairs (`history_diffusion_weight`): the condition at each history item's `</item>` and
+        the latent of the item after it (the target after the last one). Returns `[P, C]` and `[P, d_z]`."""
+        ends = input_ids == self.config.item_end_token_id  # [B, S]; one `</item>` per history item, in order
+        counts = ends.sum(dim=1)  # [B]
+        if int(counts.sum()) != item_features.shape[0]:
+            raise InputError(f"{int(counts.sum())} </item> markers but {item_features.shape[0]} history items")
+        latents = self.target_latents(item_features)  # [N, d_z], row-major over the batch's history items
+        targets = self.target_latents(target_features)  # [B, d_z]
+        # Item n's next item is item n + 1, except for each row's last item, whose next item is the row's target.
+        last = torch.cumsum(counts, 0) - 1  # [B] index of each row's last history item
+        nxt = torch.cat([latents[1:], latents[:1]])  # [N, d_z]
+        nxt[last[counts > 0]] = targets[counts > 0]
+        states = hidden[ends]  # [N, H], row-major like item_features
+        states = states.detach() if self.config.detach_condition else states
+        return self.condition(states), nxt
+
     def condition(self, hidden_at_pref: torch.Tensor) -> torch.Tensor:
         """c = proj(h): `[batch, hidden]` → `[batch, condition_dim]`."""
         return self.condition_projector(hidden_at_pref)
@@ -354,7 +378,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         """
         Args:
             input_ids (`torch.LongTensor` of shape `[batch, seq_len]`): prompts (+ responses), each with `<pref>`.
-            attention_mask (`torch.Tensor` of shape `[batch, seq_len]`, *optional*).
+            attention_mask (`torch.Tensor` of shape `[batch, seq_len]`, *optional*): 1 on tokens, 0 on padding.
             item_features (`torch.Tensor` of shape `[num_history_items, input_dim]`): features of the history
                 items, in the order of their placeholder groups.
             user_features (`torch.Tensor` of shape `[batch, user_dim]`, *optional*): with user tokens on.
@@ -381,7 +405,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         h = self._pref_states(input_ids, out.hidden_states[-1])  # [B, H]
         condition = self.condition(h.detach() if self.config.detach_condition else h)  # [B, C]
 
-        loss = lm_loss = diff = disp = None
+        loss = lm_loss = diff = disp = history_diff = None
         if return_loss:
             parts = []
             if keep is not None:
@@ -392,12 +416,18 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             if target_features is not None:
                 diff, disp = self.diffusion_losses(condition, self.target_latents(target_features))
                 parts += [diff, self.config.dispersive_loss_weight * disp]
+                if self.config.history_diffusion_weight > 0 and item_features is not None:
+                    conditions, x0 = self._history_targets(input_ids, out.hidden_states[-1], item_features,
+                                                           target_features)  # fmt: skip
+                    history_diff, _ = self.diffusion_losses(conditions, x0)
+                    parts.append(self.config.history_diffusion_weight * history_diff)
             loss = sum(parts) if parts else None
         result = ContRecOutput(
             loss=loss,
             lm_loss=lm_loss,
             diffusion_loss=diff,
             dispersive_loss=disp,
+            history_diffusion_loss=history_diff,
             condition=condition,
             logits=out.logits,
         )

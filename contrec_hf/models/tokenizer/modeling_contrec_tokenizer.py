@@ -185,7 +185,7 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
         """Token means μ (no masking, no noise, whatever the mode).
 
         Args:
-            features (`torch.Tensor` of shape `[batch, input_dim]`).
+            features (`torch.Tensor` of shape `[batch, input_dim]`): item feature vectors.
 
         Returns:
             `torch.Tensor` of shape `[batch, num_tokens, token_dim]`.
