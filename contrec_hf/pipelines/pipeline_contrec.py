@@ -159,6 +159,7 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
         )
         return ContRecCollator(self.text_tokenizer, builder, self.catalog.features)
 
+    @torch.no_grad()
     def encode_histories(self, histories: list[list[int]]) -> torch.Tensor:
         """Fast path: one LM forward over prompt + `<pref>` per user → conditions `[batch, condition_dim]`."""
         inputs = self._collator()([(h, None) for h in histories], train=False)
@@ -170,6 +171,7 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
             return_loss=False,
         ).condition
 
+    @torch.no_grad()
     def generate_and_encode(
         self, histories: list[list[int]], max_new_tokens: int = 48
     ) -> tuple[torch.Tensor, list[str]]:
@@ -196,6 +198,7 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
             conditions.append(out.condition)
         return torch.cat(conditions), texts
 
+    @torch.no_grad()
     def denoise(
         self,
         condition: torch.Tensor,

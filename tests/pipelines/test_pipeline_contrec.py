@@ -185,3 +185,10 @@ def test_text_weight_is_saved_and_faiss_index_serves_top_k(pipe, tmp_path):
     finally:
         pipe.set_retrieval_index(None)
         pipe.register_to_config(text_weight=0.0)
+
+
+def test_public_steps_build_no_autograd_graph(pipe):
+    """Called on their own (e.g. by benchmarks over every user), the pipeline's steps must not keep graphs."""
+    condition = pipe.encode_histories([[1, 2], [3]])
+    latents = pipe.denoise(condition, 3, 1.0, torch.Generator().manual_seed(0))
+    assert not condition.requires_grad and not latents.requires_grad
