@@ -257,8 +257,8 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
             exclude_history (`bool`): mask every history item.
             readout (`str`): `"x0"` (default: the denoiser's one-step x₀ estimate, deterministic, no scheduler
                 loop), `"sample"` (one diffusion sample, as the paper) or `"mean"` (mean of `num_samples` samples).
-                Measured on ML-100K validation (300 users, tiny backbone): NDCG@10 0.0386 for x₀, 0.0118 for
-                one DDIM-20 sample, 0.0083 for the mean of 8 samples.
+                Measured on ML-100K validation (943 users, tiny backbone): NDCG@10 0.0768 for x₀, 0.0335 for
+                one DDIM-20 sample, 0.0505 for the mean of 8 samples.
             metric (`str`): `"cosine"`, `"l2"` or `"dot"` against the item latents.
             output_type (`str`): `"pt"` or `"np"`.
             return_dict (`bool`): a [`ContRecPipelineOutput`] or a tuple.
