@@ -162,14 +162,7 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
     @torch.no_grad()
     def encode_histories(self, histories: list[list[int]]) -> torch.Tensor:
         """Fast path: one LM forward over prompt + `<pref>` per user → conditions `[batch, condition_dim]`."""
-        inputs = self._collator()([(h, None) for h in histories], train=False)
-        device = self.device
-        return self.recommender(
-            input_ids=inputs["input_ids"].to(device),
-            attention_mask=inputs["attention_mask"].to(device),
-            item_features=inputs["item_features"].to(device),
-            return_loss=False,
-        ).condition
+        return self.recommender.batch_conditions(self._collator()([(h, None) for h in histories], train=False))
 
     @torch.no_grad()
     def generate_and_encode(

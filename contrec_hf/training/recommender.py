@@ -195,14 +195,7 @@ class RecommenderTrainer:
     def conditions(self, histories: list[list[int]]) -> torch.Tensor:
         """Fast-path conditions c for histories: `[batch, condition_dim]`."""
         model = self.accelerator.unwrap_model(self.model)
-        inputs = self.collator([(h, None) for h in histories], train=False)
-        device = self.accelerator.device
-        return model(
-            input_ids=inputs["input_ids"].to(device),
-            attention_mask=inputs["attention_mask"].to(device),
-            item_features=inputs["item_features"].to(device),
-            return_loss=False,
-        ).condition
+        return model.batch_conditions(self.collator([(h, None) for h in histories], train=False))
 
     @torch.no_grad()
     def evaluate(self, split: str = "validation", users: list[int] | None = None, progress: bool = False):

@@ -436,6 +436,13 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
 
     # ------------------------------------------------------------------------------------ inference
     @torch.no_grad()
+    def batch_conditions(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Conditions `[batch, condition_dim]` of a collated inference batch (`ContRecCollator(..., train=False)`:
+        prompts ending in `<pref>`, no response), its tensors moved to this model's device."""
+        keys = [k for k in ("input_ids", "attention_mask", "item_features", "user_features") if k in inputs]
+        return self(**{k: inputs[k].to(self.device) for k in keys}, return_loss=False).condition
+
+    @torch.no_grad()
     def predict_x0(self, condition: torch.Tensor, guidance_scale: float = 1.0) -> torch.Tensor:
         """The denoiser's x₀ estimate from pure noise at the last timestep with the noise set to its mean (0):
         a deterministic, one-step read-out close to the posterior mean (`[batch, d_z]`)."""
