@@ -151,10 +151,11 @@ def run_main_job(
     if features not in FEATURE_KINDS:
         raise ConfigError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
     check_stage2_options(backbone, lora, config_overrides)
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int):
+        raise ConfigError(f"max_steps must be an integer, got {max_steps!r}")
     recommender_args = RecommenderTrainingArguments(
-        output_dir=str(Path(output) / "recommender-training"), max_steps=max_steps,
-        eval_steps=max(1, max_steps // 4) if isinstance(max_steps, int) else 1,
-        save_steps=max(1, max_steps // 8) if isinstance(max_steps, int) else 1, eval_users=500, seed=seed,
+        output_dir=str(Path(output) / "recommender-training"), max_steps=max_steps, eval_steps=max(1, max_steps // 4),
+        save_steps=max(1, max_steps // 8), eval_users=500, seed=seed,
     )  # fmt: skip
     output = Path(output)
     if overwrite and output.exists():

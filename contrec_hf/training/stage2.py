@@ -91,7 +91,6 @@ def run_recommender_stage(
     progress: bool = True,
 ) -> RecommenderTrainer:
     """Load stage 1, build the recommender, train it (resuming from ``args.output_dir`` if possible)."""
-    check_stage2_options(backbone, lora, config_overrides)
     item_tokenizer, features = load_stage1(tokenizer_dir, data)
     torch.manual_seed(args.seed)
     model, text_tokenizer = prepare_recommender(

@@ -285,8 +285,8 @@ def test_history_diffusion_pairs_each_item_end_with_the_next_item():
     samples = [([0, 1, 2], 3), ([4, 5, 6, 7, 8, 9], 10), ([11], 12)]
     inputs = ContRecCollator(tokenizer, builder, features)(samples)
     hidden = torch.randn(*inputs["input_ids"].shape, model.config.text_config.hidden_size)
-    conditions, x0 = model._history_targets(inputs["input_ids"], hidden, inputs["item_features"],
-                                            inputs["target_features"])  # fmt: skip
+    targets = model.target_latents(inputs["target_features"])
+    conditions, x0 = model._history_targets(inputs["input_ids"], hidden, inputs["item_features"], targets)
     # The history is cut to the last 4 items: rows hold [0,1,2], [6,7,8,9], [11]; next items follow.
     expected_next = [1, 2, 3, 7, 8, 9, 10, 12]
     assert torch.allclose(x0, model.target_latents(features[expected_next]))

@@ -313,16 +313,16 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
     def _history_targets(
-        self, input_ids: torch.Tensor, hidden: torch.Tensor, item_features: torch.Tensor, target_features: torch.Tensor
+        self, input_ids: torch.Tensor, hidden: torch.Tensor, item_features: torch.Tensor, targets: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Dense next-item pairs (`history_diffusion_weight`): the condition at each history item's `</item>` and
-        the latent of the item after it (the target after the last one). Returns `[P, C]` and `[P, d_z]`."""
+        the latent of the item after it (the target latent `targets[b]` after row b's last one). Returns `[P, C]`
+        and `[P, d_z]`."""
         ends = input_ids == self.config.item_end_token_id  # [B, S]; one `</item>` per history item, in order
         counts = ends.sum(dim=1)  # [B]
         if int(counts.sum()) != item_features.shape[0]:
             raise InputError(f"{int(counts.sum())} </item> markers but {item_features.shape[0]} history items")
         latents = self.target_latents(item_features)  # [N, d_z], row-major over the batch's history items
-        targets = self.target_latents(target_features)  # [B, d_z]
         # Item n's next item is item n + 1, except for each row's last item, whose next item is the row's target.
         last = torch.cumsum(counts, 0) - 1  # [B] index of each row's last history item
         nxt = torch.cat([latents[1:], latents[:1]])  # [N, d_z]
@@ -414,11 +414,11 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                 lm_loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
                 parts.append(self.config.lm_loss_weight * lm_loss)
             if target_features is not None:
-                diff, disp = self.diffusion_losses(condition, self.target_latents(target_features))
+                targets = self.target_latents(target_features)  # [B, d_z]
+                diff, disp = self.diffusion_losses(condition, targets)
                 parts += [diff, self.config.dispersive_loss_weight * disp]
                 if self.config.history_diffusion_weight > 0 and item_features is not None:
-                    conditions, x0 = self._history_targets(input_ids, out.hidden_states[-1], item_features,
-                                                           target_features)  # fmt: skip
+                    conditions, x0 = self._history_targets(input_ids, out.hidden_states[-1], item_features, targets)
                     history_diff, _ = self.diffusion_losses(conditions, x0)
                     parts.append(self.config.history_diffusion_weight * history_diff)
             loss = sum(parts) if parts else None
