@@ -28,6 +28,7 @@ __all__ = [
     "cpu_name",
     "device_name",
     "machine",
+    "parse_device",
     "provenance",
     "write_section",
 ]
@@ -42,6 +43,17 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def parse_device(parser, value: str) -> torch.device:
+    """``--device`` as a ``torch.device``; ``parser.error`` (exit 2, one line) for a non-device or an absent GPU."""
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        parser.error(f"--device {value!r} is not a torch device (cpu, cuda, cuda:N)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {value} but torch sees no CUDA device")
+    return device
 
 
 def device_name(device: str | torch.device = "cpu") -> str:

@@ -1,6 +1,6 @@
 """Pop and SASRec-CE on ML-100K over several seeds (leave-one-out, full ranking, history masked).
 
-Reproduce:
+Reproduce (CPU; add --device cuda on a GPU machine, the script is otherwise unchanged):
     .venv/bin/python benchmarks/baselines_ml100k.py --seeds 0 1 2 --write-docs
 
 Prints a mean ± std table over the seeds and, with --write-docs, replaces the section between the
@@ -14,7 +14,7 @@ import json
 import statistics
 from pathlib import Path
 
-from _report import provenance, write_section
+from _report import parse_device, provenance, write_section
 
 from contrec_hf.baselines import run_baseline
 from contrec_hf.data import load_sequential_dataset
@@ -38,13 +38,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["pop", "sasrec"])
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--json", type=Path, help="also write every run's metrics here")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where SASRec trains and is evaluated (Pop: CPU)")
     args = parser.parse_args()
+    device = parse_device(parser, args.device)
 
     data = load_sequential_dataset("ml-100k")
     per_model: dict[str, list[dict]] = {m: [] for m in args.models}
     for model in args.models:
         for seed in args.seeds:
-            result = run_baseline(model, data, seed=seed, progress=False)
+            result = run_baseline(model, data, seed=seed, training_kwargs={"device": args.device}, progress=False)
             per_model[model].append(result)
             print(
                 f"{model} seed {seed}: test ndcg@10 {result['test']['ndcg@10']:.4f} ({result['seconds']:.0f}s)",
@@ -58,6 +60,8 @@ def main() -> None:
     per_seed = {m: [round(r["test"]["ndcg@10"], 4) for r in rs] for m, rs in per_model.items()}
     table = format_metrics_table(rows)
     command = "python benchmarks/baselines_ml100k.py --seeds " + " ".join(map(str, args.seeds))
+    if args.device != "cpu":
+        command += f" --device {args.device}"
     report = "\n".join(
         [
             f"Test metrics, mean ± std over seeds {args.seeds} (ML-100K, 943 users, leave-one-out, full ranking,",
@@ -69,7 +73,7 @@ def main() -> None:
             "",
             "Mean wall time per run: " + ", ".join(f"{m} {s:.0f} s" for m, s in seconds.items()),
             "",
-            provenance(command),
+            provenance(command, device),
         ]
     )
     print("\n" + report)

@@ -8,6 +8,8 @@ collaborative features they encode. If this probe ranks well, the latent space i
 recommender stage is.
 
     python benchmarks/latent_probe.py --run runs/demo --seeds 0 1 2 --write-docs
+
+(CPU; add --device cuda on a GPU machine, the script is otherwise unchanged.)
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _report import command_line, provenance, write_section
+from _report import command_line, parse_device, provenance, write_section
 
 from contrec_hf.baselines.sasrec import SASRec, SASRecConfig
 from contrec_hf.data import SequentialDataset
@@ -37,9 +39,11 @@ def windows(sequence: list[int], length: int) -> tuple[list[int], list[int]]:
 
 def train_probe(data: SequentialDataset, vectors: torch.Tensor, seed: int, args) -> dict[str, float]:
     """Train on every position of every training sequence; keep the epoch with the best validation NDCG@10."""
-    generator = set_seed(seed)
+    device = torch.device(args.device)
+    generator = set_seed(seed)  # a CPU generator: the data order is the same on every device
     model = SASRec(SASRecConfig(num_items=data.num_items, hidden_size=64, max_length=args.max_length))
     head = torch.nn.Linear(64, vectors.shape[1])
+    model, head, vectors = model.to(device), head.to(device), vectors.to(device)  # initialised on the CPU
     params = [*model.parameters(), *head.parameters()]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, weight_decay=0.0)
     items = F.normalize(vectors, dim=-1)
@@ -52,9 +56,9 @@ def train_probe(data: SequentialDataset, vectors: torch.Tensor, seed: int, args)
         ids = torch.zeros(len(w), max(map(len, w)), dtype=torch.long)
         for row, h in enumerate(w):
             ids[row, : len(h)] = torch.tensor(h) + 1
-        last = torch.tensor([len(h) - 1 for h in w])
-        states = model.hidden_states(ids)[torch.arange(len(w)), last]
-        return F.normalize(head(states), dim=-1) @ items.T
+        last = torch.tensor([len(h) - 1 for h in w], device=device)
+        states = model.hidden_states(ids.to(device))[torch.arange(len(w), device=device), last]
+        return F.normalize(head(states), dim=-1) @ items.T  # on `device`: evaluate_scorer ranks it there
 
     def ndcg(split: str) -> float:
         histories, targets = data.split(split)
@@ -71,6 +75,7 @@ def train_probe(data: SequentialDataset, vectors: torch.Tensor, seed: int, args)
             labels = torch.full((len(pairs), length), -1)
             for row, (x, y) in enumerate(pairs):
                 ids[row, : len(x)], labels[row, : len(y)] = torch.tensor(x) + 1, torch.tensor(y)
+            ids, labels = ids.to(device), labels.to(device)
             mask = labels >= 0
             prediction = head(model.hidden_states(ids)[mask])  # [P, d]
             loss = F.mse_loss(prediction, vectors[labels[mask]])
@@ -95,7 +100,9 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--max-length", type=int, default=50)
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the probe trains and is evaluated")
     args = parser.parse_args()
+    device = parse_device(parser, args.device)
 
     data = SequentialDataset.load(f"{args.run}/data")
     tokenizer, features = load_stage1(f"{args.run}/tokenizer", data)
@@ -122,7 +129,7 @@ def main() -> None:
             "",
             *table,
             "",
-            provenance(command_line("latent_probe.py")),
+            provenance(command_line("latent_probe.py"), device),
         ]
     )
     print("\n" + report)

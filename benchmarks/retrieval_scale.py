@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from _report import IMAGES, command_line, device_name, provenance, write_section
+from _report import IMAGES, command_line, device_name, parse_device, provenance, write_section
 
 from contrec_hf.retrieval import latent_scores, top_k
 from contrec_hf.retrieval_faiss import FaissIndex
@@ -378,9 +378,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--write-docs", action="store_true", help="write docs/benchmarks.md and the PNG")
     args = parser.parse_args()
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error("--device cuda but torch sees no CUDA device")
+    device = parse_device(parser, args.device)
     torch.manual_seed(args.seed)
     where, faiss_note = faiss_device(device)
     if faiss_note:

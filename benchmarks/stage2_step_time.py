@@ -1,86 +1,147 @@
-"""Stage-2 training step time: the full ContRec model vs the bare LM forward + backward on the same batch.
+"""Stage-2 training step time and peak memory: the full ContRec model vs the bare LM forward + backward.
 
-Reproduce:
-    .venv/bin/python benchmarks/stage2_step_time.py --tokenizer runs/tokenizer-collaborative --batch-size 16
+Reproduce (after `make demo`):
+    python benchmarks/stage2_step_time.py --tokenizer runs/demo/tokenizer --write-docs
 
-The bare LM step is what fine-tuning the LM alone on the same token ids costs: forward over the whole
-sequence, cross-entropy on the response tokens, backward. The ContRec step adds the item tokenizer, the
-projector splice, the condition, the denoiser (×4 noise draws) and the dispersive loss. Issue target: ≤ 1.3×.
+The bare LM step is what fine-tuning the LM alone on the same token ids costs: forward over the whole sequence,
+cross-entropy on the response tokens, backward. The ContRec step adds the item tokenizer, the projector splice,
+the condition, the denoiser (×4 noise draws at `<pref>`, plus the dense next-item targets at every `</item>`) and
+the Dispersive Loss. Step times are medians over `--repeats` steps, the kinds interleaved over two rounds.
+Peak memory: on CUDA, the allocator's peak during the steps; on the CPU, the peak resident set of a fresh process
+that builds the model and runs the steps of one kind (so it includes the model and Python itself).
+Issue target: ContRec ≤ 1.3× the bare LM's step time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
+from _report import command_line, parse_device, provenance, write_section
 
 from contrec_hf.data import load_sequential_dataset
 from contrec_hf.data.prompts import ContRecCollator, PromptBuilder, sliding_window_samples
 from contrec_hf.training import load_stage1, prepare_recommender
 
-
-def timed(fn, repeats: int) -> list[float]:
-    fn()  # warm-up
-    out = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - start)
-    return out
+KINDS = ("bare LM", "bare LM, response logits", "ContRec")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--tokenizer", default="runs/tokenizer-collaborative")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=10)
-    args = parser.parse_args()
-
+def build_steps(args):
+    """The three step functions on one fixed training batch, and the batch's shape."""
     torch.manual_seed(0)
+    device = torch.device(args.device)
     data = load_sequential_dataset("ml-100k")
     item_tokenizer, features = load_stage1(args.tokenizer, data)
-    model, text_tokenizer = prepare_recommender(data, item_tokenizer)
-    model.train()
-    builder = PromptBuilder(
-        data.items["title"].tolist(), data.items["category"].tolist(), model.config.num_item_tokens
-    )
+    model, text_tokenizer = prepare_recommender(data, item_tokenizer, args.backbone)
+    model.to(device).train()
+    items = data.items
+    builder = PromptBuilder(items["title"].tolist(), items["category"].tolist(), model.config.num_item_tokens)
     collator = ContRecCollator(text_tokenizer, builder, features.features, fast_path_probability=0.0)
     samples = sliding_window_samples(data.train_sequences(), 20)[::997][: args.batch_size]
     batch = collator([(data.sequences[u][max(0, e - 20) : e], t) for u, e, t in samples])
     batch.pop("targets")
+    batch = {k: v.to(device) for k, v in batch.items()}
     lm = model.language_model
+    keep = (batch["labels"][:, 1:] != -100).any(0).nonzero().flatten()
 
-    def full_step():
+    def contrec():
         model.zero_grad(set_to_none=True)
         model(**batch).loss.backward()
 
-    def bare_step():
+    def bare():
         lm.zero_grad(set_to_none=True)
         logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100).backward()
 
-    keep = (batch["labels"][:, 1:] != -100).any(0).nonzero().flatten()
-
-    def bare_step_response_logits():  # the same logits saving ContRec uses
+    def bare_response_logits():  # the same logits saving ContRec uses
         lm.zero_grad(set_to_none=True)
         logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
         F.cross_entropy(logits.flatten(0, 1), batch["labels"][:, 1:][:, keep].flatten(), ignore_index=-100).backward()
 
-    results = {}
+    steps = dict(zip(KINDS, (bare, bare_response_logits, contrec)))
+    return steps, tuple(batch["input_ids"].shape), device
+
+
+def timed(fn, repeats: int, device: torch.device) -> list[float]:
+    fn()  # warm-up
+    out = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        out.append(time.perf_counter() - start)
+    return out
+
+
+def peak_memory_mb(args, kind: str, steps, device: torch.device) -> float:
+    """Peak memory of `kind`'s steps: CUDA allocator peak, or a fresh process's peak RSS on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        for _ in range(3):
+            steps[kind]()
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    child = [sys.executable, __file__, "--tokenizer", args.tokenizer, "--batch-size", str(args.batch_size),
+             "--backbone", args.backbone, "--memory-child", kind]  # fmt: skip
+    done = subprocess.run(child, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tokenizer", default="runs/demo/tokenizer")
+    parser.add_argument("--backbone", default="tiny")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--memory-child", choices=KINDS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    parse_device(parser, args.device)
+
+    steps, shape, device = build_steps(args)
+    if args.memory_child:  # a fresh process: three steps of one kind, then report the peak RSS (KiB on Linux)
+        for _ in range(3):
+            steps[args.memory_child]()
+        print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+        return
+
+    results = {kind: [] for kind in KINDS}
     for _ in range(2):  # interleave to share the machine's noise
-        results.setdefault("bare LM", []).extend(timed(bare_step, args.repeats))
-        results.setdefault("bare LM, response logits", []).extend(timed(bare_step_response_logits, args.repeats))
-        results.setdefault("ContRec", []).extend(timed(full_step, args.repeats))
-    bare, full = statistics.median(results["bare LM"]), statistics.median(results["ContRec"])
-    print(f"batch {args.batch_size} × {batch['input_ids'].shape[1]} tokens, torch threads {torch.get_num_threads()}")
-    print("| step | median s | ratio |\n|---|---|---|")
-    print(f"| bare LM forward+backward | {bare:.3f} | 1.00 |")
-    short = statistics.median(results["bare LM, response logits"])
-    print(f"| bare LM forward+backward, logits on response positions only | {short:.3f} | {short / bare:.2f} |")
-    print(f"| ContRec forward+backward | {full:.3f} | {full / bare:.2f} (× {full / short:.2f} of the row above) |")
+        for kind in KINDS:
+            results[kind].extend(timed(steps[kind], args.repeats, device))
+    memory = {kind: peak_memory_mb(args, kind, steps, device) for kind in KINDS}
+    bare = statistics.median(results["bare LM"])
+    where = "GPU allocator peak" if device.type == "cuda" else "peak RSS of a fresh process"
+    lines = [
+        f"Backbone `{args.backbone}`, batch {shape[0]} × {shape[1]} tokens (one fixed training batch, response kept).",
+        "",
+        f"| step | median s | × bare LM | memory ({where}), MB |",
+        "|---|---:|---:|---:|",
+    ]
+    for kind in KINDS:
+        median = statistics.median(results[kind])
+        lines.append(f"| {kind} forward + backward | {median:.3f} | {median / bare:.2f} | {memory[kind]:.0f} |")
+    ratio = statistics.median(results["ContRec"]) / bare
+    lines += [
+        "",
+        f"Goal (ContRec step ≤ 1.3× the bare LM's): **{'met' if ratio <= 1.3 else 'not met'}** ({ratio:.2f}×).",
+        "",
+        provenance(command_line("stage2_step_time.py"), device),
+    ]
+    body = "\n".join(lines)
+    print(body)
+    if args.write_docs:
+        write_section(f"stage2_step_time_{args.backbone}", body, f"Training step time and memory ({args.backbone})")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """σ-VAE ablations on ML-100K: each anti-collapse technique switched off in turn (METHOD.md §2).
 
-Reproduce:
+Reproduce (CPU; add --device cuda on a GPU machine, the script is otherwise unchanged):
     .venv/bin/python benchmarks/tokenizer_ablations.py --features collaborative --seeds 0 1 2 --write-docs
 
 Item features are built once (cached under --cache) and the tokenizer is trained once per variant and seed
@@ -16,7 +16,7 @@ import statistics
 import sys
 from pathlib import Path
 
-from _report import ROOT, provenance, write_section
+from _report import ROOT, parse_device, provenance, write_section
 
 from contrec_hf.data import load_sequential_dataset
 from contrec_hf.features import build_item_features
@@ -44,7 +44,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "features-cache")
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: where the tokenizers train and are measured")
     args = parser.parse_args()
+    device = parse_device(parser, args.device)
 
     data = load_sequential_dataset("ml-100k")
     features = build_item_features(data, args.features, cache_dir=args.cache / args.features)
@@ -53,7 +55,8 @@ def main() -> None:
     for name, switches in VARIANTS.items():
         for seed in args.seeds:
             config = ContRecTokenizerConfig(input_dim=features.dim, **switches)
-            result = train_tokenizer(features.features, config, TokenizerTrainingArguments(seed=seed), progress=False)
+            training = TokenizerTrainingArguments(seed=seed, device=args.device)
+            result = train_tokenizer(features.features, config, training, progress=False)
             results[name].append(result.diagnostics)
             d = result.diagnostics
             print(
@@ -68,6 +71,8 @@ def main() -> None:
     command = f"python benchmarks/tokenizer_ablations.py --features {args.features} --seeds " + " ".join(
         map(str, args.seeds)
     )
+    if args.device != "cpu":
+        command += f" --device {args.device}"
     k, d_z = ContRecTokenizerConfig().num_tokens, ContRecTokenizerConfig().token_dim
     report = "\n".join(
         [
@@ -76,7 +81,7 @@ def main() -> None:
             "",
             *lines,
             "",
-            provenance(command),
+            provenance(command, device),
         ]
     )
     print("\n" + report)

@@ -49,7 +49,7 @@ class _Stages:
 
 
 @torch.no_grad()
-def _contrec_metrics(pipe, data: SequentialDataset, split: str, full_path: bool, batch_size: int = 64) -> dict:
+def contrec_metrics(pipe, data: SequentialDataset, split: str, full_path: bool, batch_size: int = 64) -> dict:
     """ContRec through the shared evaluator (history masking, non-finite check), x₀ read-out."""
 
     def scorer(batch: list[list[int]]) -> torch.Tensor:
@@ -200,8 +200,8 @@ def run_main_job(
     def evaluation_stage():
         results = {"validation": {}, "test": {}}
         for split in ("validation", "test"):
-            results[split]["contrec"] = _contrec_metrics(pipe, data, split, full_path=False)
-            results[split]["contrec_full"] = _contrec_metrics(pipe, data, split, full_path=True)
+            results[split]["contrec"] = contrec_metrics(pipe, data, split, full_path=False)
+            results[split]["contrec_full"] = contrec_metrics(pipe, data, split, full_path=True)
         write_json(output / "contrec_metrics.json", results)
         write_json(output / "scheduler_sweep.json", _steps_sweep(pipe, data))
 

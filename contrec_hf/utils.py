@@ -14,7 +14,7 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["require_positive", "set_seed", "write_json"]
+__all__ = ["check_device", "require_positive", "set_seed", "write_json"]
 
 
 def require_positive(obj: Any, *names: str) -> None:
@@ -25,6 +25,25 @@ def require_positive(obj: Any, *names: str) -> None:
             raise ConfigError(f"{name} must be a number, got {type(value).__name__} {value!r}")
         if value <= 0:
             raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+def check_device(value: str | None) -> None:
+    """Raise a ``ConfigError`` naming ``device`` unless ``value`` is ``None`` or a CPU / visible CUDA device."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ConfigError(f"device must be a string such as 'cpu' or 'cuda', got {type(value).__name__} {value!r}")
+    try:
+        device = torch.device(value)
+    except RuntimeError:
+        device = None
+    if device is None or device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device={value!r} but torch sees no CUDA device")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device={value!r} but torch sees {torch.cuda.device_count()} CUDA device(s)")
 
 
 def set_seed(seed: int) -> torch.Generator:

@@ -31,6 +31,9 @@ def run_baseline(
     """Fit baseline ``name`` (``"pop"`` or ``"sasrec"``) on ``data``'s training part, select on validation,
     evaluate on validation and test.
 
+    ``model_kwargs`` and ``training_kwargs`` go to :class:`SASRecConfig` and :class:`SASRecTrainingArguments`
+    (``training_kwargs={"device": "cuda"}`` trains and evaluates SASRec on a GPU; the default is the CPU).
+
     Returns ``{"validation": metrics, "test": metrics, "seconds": …, "config": …}``. With ``output_dir`` it also
     writes ``metrics.json`` there (and, for SASRec, the trained model and its training history).
     """

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from diffusers.models.modeling_utils import ModelMixin
@@ -66,6 +67,12 @@ def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torc
     return x * (1 + scale) + shift
 
 
+def _apply(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """`layer(x)`, a single row run as two identical rows and sliced back: the BLAS one-row (GEMV) kernel rounds
+    differently depending on memory alignment, so a reloaded model would differ in the last bit."""
+    return layer(x.expand(2, -1))[:1] if x.shape[0] == 1 else layer(x)
+
+
 class _AdaLNBlock(nn.Module):
     """x + gate · MLP(LN(x)·(1 + scale) + shift), with (shift, scale, gate) from the conditioning vector."""
 
@@ -78,8 +85,9 @@ class _AdaLNBlock(nn.Module):
         )
         self.modulation = nn.Sequential(nn.SiLU(), nn.Linear(hidden_dim, 3 * hidden_dim))
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        shift, scale, gate = self.modulation(cond).chunk(3, dim=-1)  # 3 × [B, H]
+    def forward(self, x: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
+        """`modulation`: this block's `[B or 1, 3H]` slice of [`ContRecDenoiser.modulate`]."""
+        shift, scale, gate = modulation.chunk(3, dim=-1)  # 3 × [B or 1, H]
         return x + gate * self.mlp(_modulate(self.norm(x), shift, scale))
 
 
@@ -141,37 +149,87 @@ class ContRecDenoiser(ModelMixin, ConfigMixin):
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
 
+    @property
+    def modulation_dim(self) -> int:
+        """Width of [`modulate`]'s output: (shift, scale, gate) per block, then the final (shift, scale)."""
+        return (3 * len(self.blocks) + 2) * self.config.hidden_dim
+
+    def embed(self, timestep: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """The adaLN conditioning vector e = TimestepEmbedding(t) + proj(c).
+
+        Args:
+            timestep (`torch.Tensor` of shape `[N]` or `[1]`): integer or float timesteps.
+            condition (`torch.Tensor` of shape `[N, condition_dim]` or `[1, condition_dim]`): c.
+
+        Returns:
+            `torch.Tensor` of shape `[N, hidden_dim]` (`[1, hidden_dim]` when both have one row).
+        """
+        t_emb = _apply(self.time_embedding, self.time_proj(timestep).to(condition.dtype))  # [N or 1, H]
+        return t_emb + _apply(self.condition_proj, condition)
+
+    def modulate(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Every adaLN modulation of one forward pass from e = [`embed`]: `[N, modulation_dim]`.
+
+        They depend on (t, c) only, not on x_t, so a sampling loop can compute them for all its steps in one batched
+        pass (see `ContRecForRecommendation.sampling_modulations`) and hand each step its rows.
+        """
+        hidden = F.silu(embedding)  # the SiLU every modulation starts with, computed once
+        layers = [block.modulation[1] for block in self.blocks] + [self.final_modulation[1]]
+        return torch.cat([_apply(layer, hidden) for layer in layers], dim=-1)
+
     def forward(
         self,
         sample: torch.Tensor,
-        timestep: torch.Tensor | float | int,
-        condition: torch.Tensor,
+        timestep: torch.Tensor | float | int | None,
+        condition: torch.Tensor | None,
         return_dict: bool = True,
+        modulation: torch.Tensor | None = None,
     ) -> ContRecDenoiserOutput | tuple:
         """
         Args:
             sample (`torch.Tensor` of shape `[batch, latent_dim]`): the noisy latent x_t (scaled by the
                 scheduler's `scale_model_input` where it has one).
-            timestep (`torch.Tensor` of shape `[batch]` or `()`, or a number): integer or float timesteps.
-            condition (`torch.Tensor` of shape `[batch, condition_dim]`): c.
+            timestep (`torch.Tensor` of shape `[batch]` or `()`, or a number): integer or float timesteps. A
+                single timestep is embedded once and broadcast over the batch.
+            condition (`torch.Tensor` of shape `[batch, condition_dim]` or `[1, condition_dim]`): c; one row is
+                broadcast over the batch (with a single timestep, the adaLN modulations are then computed once:
+                classifier-free guidance's unconditional half costs only the blocks' MLPs).
             return_dict (`bool`): return a [`ContRecDenoiserOutput`] (default) or a tuple.
+            modulation (`torch.Tensor` of shape `[batch or 1, modulation_dim]`, *optional*): precomputed
+                `modulate(embed(timestep, condition))`; `timestep` and `condition` are then not used.
         """
         if sample.ndim != 2 or sample.shape[1] != self.config.latent_dim:
             raise InputError(f"sample must be [batch, {self.config.latent_dim}], got {tuple(sample.shape)}")
-        if condition.shape != (sample.shape[0], self.config.condition_dim):
+        if modulation is None:
+            modulation = self.modulate(self._embed_checked(sample, timestep, condition))
+        elif modulation.ndim != 2 or modulation.shape[0] not in (1, sample.shape[0]):
+            raise InputError(
+                f"modulation must be [{sample.shape[0]} or 1, {self.modulation_dim}], got {tuple(modulation.shape)}"
+            )
+        hidden = self.config.hidden_dim
+        x = self.input_proj(sample)  # [B, H]
+        for index, block in enumerate(self.blocks):
+            x = block(x, modulation[:, 3 * hidden * index : 3 * hidden * (index + 1)])  # [B, H]; broadcasts
+        shift, scale = modulation[:, 3 * hidden * len(self.blocks) :].chunk(2, dim=-1)
+        out = self.output_proj(_modulate(self.final_norm(x), shift, scale))  # [B, latent_dim]
+        if not return_dict:
+            return (out, x)
+        return ContRecDenoiserOutput(sample=out, representation=x)
+
+    def _embed_checked(self, sample: torch.Tensor, timestep, condition: torch.Tensor) -> torch.Tensor:
+        if condition is None or condition.ndim != 2 or condition.shape[0] not in (1, sample.shape[0]):
+            shape = None if condition is None else tuple(condition.shape)
+            raise InputError(
+                f"condition must be [{sample.shape[0]}, {self.config.condition_dim}] or "
+                f"[1, {self.config.condition_dim}], got {shape}"
+            )
+        if condition.shape[1] != self.config.condition_dim:
             raise InputError(
                 f"condition must be [{sample.shape[0]}, {self.config.condition_dim}], got {tuple(condition.shape)}"
             )
         timestep = torch.as_tensor(timestep, device=sample.device)
         if timestep.ndim == 0:
-            timestep = timestep.expand(sample.shape[0])
-        t_emb = self.time_embedding(self.time_proj(timestep).to(sample.dtype))  # [B, H]
-        cond = t_emb + self.condition_proj(condition)  # [B, H]
-        x = self.input_proj(sample)  # [B, H]
-        for block in self.blocks:
-            x = block(x, cond)  # [B, H]
-        shift, scale = self.final_modulation(cond).chunk(2, dim=-1)
-        out = self.output_proj(_modulate(self.final_norm(x), shift, scale))  # [B, latent_dim]
-        if not return_dict:
-            return (out, x)
-        return ContRecDenoiserOutput(sample=out, representation=x)
+            timestep = timestep[None]  # [1]: embedded once, broadcast below
+        elif timestep.shape != (sample.shape[0],):
+            raise InputError(f"timestep must be a scalar or [{sample.shape[0]}], got {tuple(timestep.shape)}")
+        return self.embed(timestep, condition.to(sample.dtype))  # [B or 1, H]

@@ -6,7 +6,6 @@ a swappable scheduler generate an embedding, and retrieval ranks the catalog aga
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,6 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.schedulers import DDPMScheduler
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 
 from .. import retrieval
 from ..data.prompts import ContRecCollator, PromptBuilder
@@ -200,23 +198,9 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None,
     ) -> torch.Tensor:
         """Sample x̂ `[batch, latent_dim]` with the pipeline's scheduler and classifier-free guidance."""
-        model = self.recommender
-        # 1. Start from noise, scaled as the scheduler expects.
-        shape = (condition.shape[0], model.config.latent_dim)
-        latents = randn_tensor(shape, generator=generator, device=self.device, dtype=condition.dtype)
-        self.scheduler.set_timesteps(num_inference_steps, device=self.device)
-        latents = latents * self.scheduler.init_noise_sigma
-        # Stochastic schedulers (DDPM, Euler-ancestral …) take the generator in step(); others do not accept it.
-        step_kwargs = (
-            {"generator": generator} if "generator" in inspect.signature(self.scheduler.step).parameters else {}
+        return self.recommender.sample(
+            condition, self.scheduler, num_inference_steps, guidance_scale, generator, progress_bar=self.progress_bar
         )
-        # 2. Denoise: pred = pred_uncond + s·(pred_cond − pred_uncond), then one scheduler step.
-        for t in self.progress_bar(self.scheduler.timesteps):
-            model_input = self.scheduler.scale_model_input(latents, t)
-            t_batch = t.expand(latents.shape[0]) if t.ndim == 0 else t
-            pred = model.guided_prediction(model_input, t_batch, condition, guidance_scale)
-            latents = self.scheduler.step(pred, t, latents, **step_kwargs).prev_sample
-        return latents
 
     # -------------------------------------------------------------------------------------- __call__
     @torch.no_grad()

@@ -25,12 +25,16 @@ def tune_text_weight(
     guidance_scale: float = 3.0,
     readout: str = "x0",
     seed: int = 0,
+    split: str = "validation",
 ) -> tuple[float, dict[float, dict[str, float]]]:
-    """Run the full path once on ``users`` validation users and rank with each λ_text in ``weights``.
+    """Run the full path once on the first ``users`` users of ``split`` (0 = all) and rank with each λ_text in
+    ``weights``.
 
-    Returns ``(best λ_text by NDCG@10, {λ_text: metrics})``. Text-only is reported under ``float("inf")``.
+    Returns ``(best λ_text by NDCG@10, {λ_text: metrics})``. Text-only is reported under ``float("inf")``; λ = 0
+    is the latent score alone. Choose λ on validation; pass ``split="test"`` only to report the chosen one.
     """
-    histories, targets = data.split("validation")
+    histories, targets = data.split(split)
+    users = users or len(histories)
     histories, targets = histories[:users], torch.tensor(targets[:users])
     condition, texts = pipe.generate_and_encode(histories)
     if readout == "x0":

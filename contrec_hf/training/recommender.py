@@ -311,12 +311,5 @@ def sample_latents(
     from diffusers import DDIMScheduler
 
     scheduler = DDIMScheduler.from_config(model.noise_scheduler.config, clip_sample=False)
-    scheduler.set_timesteps(steps)
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    x = torch.randn(condition.shape[0], model.config.latent_dim, generator=generator).to(condition)
-    x = x * scheduler.init_noise_sigma
-    for t in scheduler.timesteps:
-        t_batch = torch.full((x.shape[0],), int(t), device=x.device)
-        pred = model.guided_prediction(scheduler.scale_model_input(x, t), t_batch, condition, guidance_scale)
-        x = scheduler.step(pred, t, x).prev_sample
-    return x
+    return model.sample(condition, scheduler, steps, guidance_scale, generator)

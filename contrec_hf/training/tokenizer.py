@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, ContRecError, InputError
 from ..models.tokenizer import ContRecTokenizer, ContRecTokenizerConfig, collapse_diagnostics, effective_rank
-from ..utils import require_positive, set_seed, write_json
+from ..utils import check_device, require_positive, set_seed, write_json
 
 __all__ = [
     "TokenizerTrainingArguments",
@@ -41,6 +41,11 @@ class TokenizerTrainingArguments:
         patience (`int`): stop after this many epochs without a lower validation MSE.
         split (`tuple[float, float, float]`): train / validation / held-out fractions of the items.
         seed (`int`): seeds the item split, initialisation, batches, masks and σ draws.
+        device (`str`, *optional*): where the tokenizer trains and is measured: ``"cpu"``, ``"cuda"`` or
+            ``"cuda:N"``. The tokenizer and the features live there, and the trained tokenizer is returned on it.
+            Defaults to ``None``, the CPU (what training always used before this option existed), so that a seed
+            gives the same tokenizer whatever GPU the machine has; pass ``"cuda"`` to train on a GPU (masks,
+            σ draws and kernels then differ, so the numbers are not the CPU's).
     """
 
     batch_size: int = 128
@@ -50,11 +55,13 @@ class TokenizerTrainingArguments:
     patience: int = 30
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
+    device: str | None = None
 
     def __post_init__(self) -> None:
         require_positive(self, "batch_size", "learning_rate", "max_epochs", "patience")
         if len(self.split) != 3 or any(f <= 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
             raise ConfigError(f"split must be three positive fractions summing to 1, got {self.split}")
+        check_device(self.device)
 
 
 @dataclass
@@ -115,12 +122,13 @@ def train_tokenizer(
         raise InputError(f"features must be [num_items, {config.input_dim}], got {tuple(features.shape)}")
     if not torch.isfinite(features).all():
         raise InputError("features hold NaN or inf values")
-    features = features.float()
+    device = torch.device(args.device or "cpu")
+    features = features.float().to(device)
     generator = set_seed(args.seed)
     split = split_items(features.shape[0], args.split, args.seed)
     train_x, val_x, held_x = (features[split[k]] for k in ("train", "validation", "heldout"))
 
-    tokenizer = ContRecTokenizer(config)
+    tokenizer = ContRecTokenizer(config).to(device)  # initialised on the CPU: the same weights on every device
     tokenizer.fit_normalization(train_x)  # statistics of the training items only
     optimizer = torch.optim.AdamW(tokenizer.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     best, best_state, stale, history = float("inf"), None, 0, []
@@ -128,7 +136,7 @@ def train_tokenizer(
     bar = tqdm(range(1, args.max_epochs + 1), desc="tokenizer training", disable=not progress)
     for epoch in bar:
         tokenizer.train()
-        order = torch.randperm(train_x.shape[0], generator=generator)
+        order = torch.randperm(train_x.shape[0], generator=generator).to(device)  # drawn on the CPU, as before
         total = 0.0
         for start in range(0, len(order), args.batch_size):
             batch = train_x[order[start : start + args.batch_size]]

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from contrec_hf.baselines import SASRec, SASRecConfig, SASRecTrainer, SASRecTrainingArguments, run_baseline
-from contrec_hf.errors import EvaluationError
+from contrec_hf.errors import ConfigError, EvaluationError
 from contrec_hf.evaluation import evaluate_scorer
 
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 37, "max_length": 7}
@@ -78,3 +78,35 @@ def test_run_baseline_writes_metrics(cyclic_dataset, tmp_path):
     assert (tmp_path / "metrics.json").is_file() and (tmp_path / "model" / "model.safetensors").is_file()
     with pytest.raises(ValueError, match="unknown baseline"):
         run_baseline("bpr", cyclic_dataset)
+
+
+def test_device_is_validated():  # the rules themselves: tests/test_utils.py
+    with pytest.raises(ConfigError, match="device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        SASRecTrainingArguments(device="gpu")
+
+
+def test_cpu_device_gives_the_default_run(cyclic_dataset):
+    training = {"max_epochs": 2, "batch_size": 8}
+    kwargs = {"model_kwargs": {**TINY, "dropout": 0.1}, "progress": False}  # dropout on: the RNG streams matter
+    default = run_baseline("sasrec", cyclic_dataset, training_kwargs=training, **kwargs)
+    cpu = run_baseline("sasrec", cyclic_dataset, training_kwargs={**training, "device": "cpu"}, **kwargs)
+    assert default["config"]["training"]["device"] is None and cpu["config"]["training"]["device"] == "cpu"
+    assert cpu["validation"] == default["validation"] and cpu["test"] == default["test"]
+    a, b = train(cyclic_dataset, epochs=2), train(cyclic_dataset, epochs=2, device="cpu")
+    assert a.device == b.device == torch.device("cpu")
+    for key, value in a.model.state_dict().items():
+        assert torch.equal(value, b.model.state_dict()[key]), key
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_trains_and_evaluates_on_cuda(cyclic_dataset, tmp_path):
+    trainer = train(cyclic_dataset, epochs=3, device="cuda")
+    assert trainer.model.item_embedding.weight.device.type == "cuda"
+    assert all(torch.isfinite(torch.tensor(h["loss"])) for h in trainer.history)
+    histories, _ = cyclic_dataset.split("test")
+    assert trainer.model.score(histories).device.type == "cuda"
+    result = run_baseline("sasrec", cyclic_dataset, output_dir=tmp_path, model_kwargs=TINY,
+                          training_kwargs={"max_epochs": 2, "device": "cuda"}, progress=False)  # fmt: skip
+    assert 0.0 <= result["test"]["ndcg@10"] <= 1.0
+    reloaded = SASRec.from_pretrained(tmp_path / "model")  # saved from the GPU, loaded on the CPU
+    assert torch.isfinite(reloaded.score(histories)).all()

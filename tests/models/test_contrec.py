@@ -133,6 +133,79 @@ def test_prediction_types_and_schedules(prediction_type, text_tokenizer):
     assert model.predict_x0(torch.randn(2, 29)).shape == (2, 16)
 
 
+def test_regression_head_ablation_regresses_x0_from_one_fixed_input(text_tokenizer):
+    """regression_head: L_diff = MSE(denoiser(0, T − 1, c), x₀), and the x₀ read-out returns that output."""
+    model = build("llama", text_tokenizer, regression_head=True)
+    for p in model.denoiser.parameters():  # move off the zero initialisation
+        torch.nn.init.normal_(p, std=0.2)
+    condition, x0 = torch.randn(3, 29), torch.randn(3, 16)
+    diff, _ = model.diffusion_losses(condition, x0)
+    zeros, t_last = torch.zeros(3, 16), torch.full((3,), 49)
+    with torch.no_grad():
+        model.eval()
+        expected = model.denoiser(zeros, t_last, condition).sample
+        torch.testing.assert_close(model.predict_x0(condition), expected)
+    model.train()
+    model.config.condition_dropout = 0.0  # the training loss without CFG dropout
+    diff, _ = model.diffusion_losses(condition, x0)
+    torch.testing.assert_close(diff, torch.nn.functional.mse_loss(expected, x0))
+    with pytest.raises(ValueError, match="regression_head .* prediction_type='sample'"):
+        build("llama", text_tokenizer, regression_head=True, prediction_type="epsilon")
+
+
+def test_flipped_dispersive_sign_ablation(text_tokenizer):
+    """flip_dispersive_sign subtracts λ_disp·L_disp where the default adds it (same seed, same draws)."""
+    losses = {}
+    for flip in (False, True):
+        model = build("llama", text_tokenizer, flip_dispersive_sign=flip, history_diffusion_weight=0.0)
+        inputs = batch(text_tokenizer, model)
+        inputs.pop("targets")
+        torch.manual_seed(5)
+        losses[flip] = model(**inputs)
+    disp = losses[False].dispersive_loss
+    torch.testing.assert_close(losses[True].dispersive_loss, disp)
+    torch.testing.assert_close(losses[False].loss - losses[True].loss, 2 * 0.5 * disp)
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 2.5])
+def test_sampling_modulations_match_the_per_step_passes(guidance_scale, text_tokenizer):
+    """A loop's modulations computed for all steps at once give the per-step guided predictions."""
+    torch.manual_seed(0)
+    model = build("llama", text_tokenizer).eval()
+    for p in [*model.denoiser.parameters(), model.null_condition]:
+        torch.nn.init.normal_(p, std=0.2)
+    timesteps, condition, x = torch.tensor([49, 30, 12, 0]), torch.randn(3, 29), torch.randn(3, 16)
+    with torch.no_grad():
+        plan = model.sampling_modulations(timesteps, condition, guidance_scale)
+        assert len(plan) == 4 and (plan[0][1] is None) == (guidance_scale == 1.0)
+        for i, t in enumerate(timesteps):
+            torch.testing.assert_close(
+                model.guided_prediction(x, t, condition, guidance_scale, plan[i]),
+                model.guided_prediction(x, t, condition, guidance_scale),
+                rtol=1e-5,
+                atol=1e-6,
+            )
+        assert model.sampling_modulations(timesteps, condition, guidance_scale, max_bytes=1) is None
+
+
+def test_guided_prediction_is_classifier_free_guidance(text_tokenizer):
+    """pred_uncond + s·(pred_cond − pred_uncond), the unconditional half with the learned null condition."""
+    torch.manual_seed(0)
+    model = build("llama", text_tokenizer).eval()
+    for p in model.denoiser.parameters():  # move off the zero initialisation
+        torch.nn.init.normal_(p, std=0.2)
+    x, c = torch.randn(3, 16), torch.randn(3, 29)
+    t = torch.full((3,), 17)
+    cond = model.denoiser(x, t, c).sample
+    uncond = model.denoiser(x, t, model.null_condition.expand(3, -1)).sample
+    with torch.no_grad():
+        for timestep in (t, torch.tensor(17)):
+            torch.testing.assert_close(
+                model.guided_prediction(x, timestep, c, 2.5), uncond + 2.5 * (cond - uncond), rtol=1e-5, atol=1e-6
+            )
+        torch.testing.assert_close(model.guided_prediction(x, t, c, 1.0), cond)
+
+
 def test_exp_schedule_matches_the_method():
     betas = exp_noise_betas(200)
     alpha_bar = torch.tensor([1 - b for b in betas], dtype=torch.float64).cumprod(0)

@@ -60,5 +60,37 @@ def test_denoiser_bad_input():
         model(torch.randn(2, 5), 1, torch.randn(2, 6))
     with pytest.raises(ValueError, match=r"condition must be \[2, 6\]"):
         model(torch.randn(2, 4), 1, torch.randn(2, 7))
+    with pytest.raises(ValueError, match=r"condition must be \[3, 6\] or \[1, 6\]"):
+        model(torch.randn(3, 4), 1, torch.randn(2, 6))
+    with pytest.raises(ValueError, match=r"timestep must be a scalar or \[3\]"):
+        model(torch.randn(3, 4), torch.tensor([1, 2]), torch.randn(3, 6))
     with pytest.raises(ValueError, match="latent_dim"):
         ContRecDenoiser(latent_dim=0)
+
+
+def test_denoiser_broadcasts_one_timestep_and_one_condition():
+    """A scalar timestep and a `[1, C]` condition give what the same values repeated per row give."""
+    torch.manual_seed(0)
+    model = ContRecDenoiser(latent_dim=5, condition_dim=6, hidden_dim=37, num_blocks=2)
+    for p in model.parameters():  # leave the zero initialisation, so the test sees every term
+        torch.nn.init.normal_(p, std=0.1)
+    x, c = torch.randn(7, 5), torch.randn(1, 6)
+    repeated = model(x, torch.full((7,), 40), c.expand(7, -1))
+    broadcast = model(x, torch.tensor(40), c)
+    torch.testing.assert_close(broadcast.sample, repeated.sample, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(broadcast.representation, repeated.representation, rtol=1e-5, atol=1e-6)
+
+
+def test_precomputed_modulation_gives_the_same_prediction():
+    torch.manual_seed(0)
+    model = ContRecDenoiser(latent_dim=5, condition_dim=6, hidden_dim=37, num_blocks=2)
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    x, c, t = torch.randn(4, 5), torch.randn(4, 6), torch.tensor([3, 9, 9, 40])
+    modulation = model.modulate(model.embed(t, c))
+    assert modulation.shape == (4, model.modulation_dim) == (4, 8 * 37)
+    torch.testing.assert_close(model(x, None, None, modulation=modulation).sample, model(x, t, c).sample)
+    with pytest.raises(ValueError, match=r"modulation must be \[4 or 1, 296\]"):
+        model(x, None, None, modulation=modulation[:2])
+    with pytest.raises(ValueError, match=r"condition must be \[4, 6\] or \[1, 6\], got None"):
+        model(x, t, None)

@@ -148,11 +148,38 @@ def test_save_load_auto_round_trip(features, tmp_path):
         ({"num_tokenz": 2}, ValueError, r"unknown option\(s\) \['num_tokenz'\]"),
         ({"model_type": "llama"}, ValueError, "belongs to another model"),
         ({"num_tokens": "2"}, Exception, "num_tokens"),
+        ({"quantizer": "rq"}, Exception, "quantizer"),
+        ({"quantizer": "vq", "codebook_size": 0}, ValueError, "codebook_size must be ≥ 1"),
+        ({"commitment_weight": -0.1}, ValueError, "commitment_weight"),
     ],
 )
 def test_config_validation(kwargs, error, message):
     with pytest.raises(error, match=message):
         ContRecTokenizerConfig(**kwargs)
+
+
+def test_vq_tokens_are_codebook_entries_and_train_straight_through(features, tmp_path):
+    """The discrete-token ablation: every token is an entry of its codebook, gradients reach the encoders through
+    the straight-through estimator, and the codes survive a save/load."""
+    tok = make(quantizer="vq", codebook_size=7, sigma_sampling=False)
+    tok.fit_normalization(features)
+    with pytest.raises(ValueError, match="quantizer='vq'"):
+        make().codes(features)
+    tok.train()
+    out = tok(features)
+    assert out.codes.shape == (29, 3) and out.quantization_loss > 0 and bool(tok.codebooks_initialized)
+    out.loss.backward()
+    assert tok.encoders[0][0].weight.grad.abs().sum() > 0  # straight-through: the encoder learns from the MSE
+    assert tok.codebooks.grad.abs().sum() > 0  # the codebook loss moves the entries
+    tokens, codes = tok.encode(features), tok.codes(features)
+    assert codes.dtype == torch.long and int(codes.min()) >= 0 and int(codes.max()) < 7
+    for k in range(3):
+        assert torch.equal(tokens[:, k], tok.codebooks[k, codes[:, k]].detach())
+    assert len({tuple(row) for row in codes.tolist()}) <= 7**3  # a finite vocabulary of items
+    tok.save_pretrained(tmp_path / "vq")
+    back = ContRecTokenizer.from_pretrained(tmp_path / "vq")
+    assert back.config.quantizer == "vq" and bool(back.codebooks_initialized)
+    assert torch.equal(back.codes(features), codes) and torch.equal(back.encode(features), tokens)
 
 
 def test_bad_features():

@@ -1,6 +1,7 @@
 import pytest
 import torch
 
+from contrec_hf.errors import ConfigError
 from contrec_hf.models import ContRecTokenizerConfig
 from contrec_hf.training import TokenizerTrainingArguments, split_items, train_tokenizer
 
@@ -58,3 +59,28 @@ def test_bad_arguments():
         TokenizerTrainingArguments(split=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="batch_size"):
         TokenizerTrainingArguments(batch_size=0)
+
+
+def test_device_is_validated():  # the rules themselves: tests/test_utils.py
+    with pytest.raises(ConfigError, match="device must be 'cpu', 'cuda' or 'cuda:N', got 'gpu'"):
+        TokenizerTrainingArguments(device="gpu")
+
+
+def test_cpu_device_gives_the_default_tokenizer():
+    config = ContRecTokenizerConfig(**CONFIG)
+    default = train_tokenizer(low_rank_features(), config, TokenizerTrainingArguments(max_epochs=3), progress=False)
+    args = TokenizerTrainingArguments(max_epochs=3, device="cpu")
+    cpu = train_tokenizer(low_rank_features(), config, args, progress=False)
+    for key, value in default.tokenizer.state_dict().items():
+        assert torch.equal(value, cpu.tokenizer.state_dict()[key]), key
+    assert cpu.history == default.history and cpu.tokenizer.device == torch.device("cpu")
+    assert cpu.diagnostics["training_arguments"]["device"] == "cpu"
+    assert default.diagnostics["training_arguments"]["device"] is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_trains_on_cuda():
+    args = TokenizerTrainingArguments(max_epochs=3, device="cuda")
+    result = train_tokenizer(low_rank_features(), ContRecTokenizerConfig(**CONFIG), args, progress=False)
+    assert result.tokenizer.device.type == "cuda"
+    assert 0.0 < result.diagnostics["heldout_mse"] < float("inf") and result.diagnostics["effective_rank"] > 1.0

@@ -55,7 +55,10 @@ class ContRecConfig(PreTrainedConfig):
             as in DreamRec) or `"v_prediction"`.
         condition_dropout (`float`, defaults to 0.1): probability of replacing c by the learned null condition
             (classifier-free guidance).
-        lm_loss_weight (`float`, defaults to 0.5): λ_lm. dispersive_loss_weight (`float`, defaults to 0.5): λ_disp.
+        lm_loss_weight (`float`, defaults to 0.5): λ_lm.
+        dispersive_loss_weight (`float`, defaults to 0.5): λ_disp.
+        flip_dispersive_sign (`bool`, defaults to `False`): ablation: minimise −L_disp, the sign of the authors'
+            released code, which pulls the denoiser's representations together instead of spreading them.
         dispersive_temperature (`float`, defaults to 1.0): τ of the Dispersive Loss.
         detach_condition (`bool`, defaults to `False`): stop diffusion gradients from reaching the LM.
         fast_path_probability (`float`, defaults to 0.5): fraction of training samples whose response is
@@ -67,6 +70,9 @@ class ContRecConfig(PreTrainedConfig):
             for the target), so one prompt of L items trains the head L + 1 times, as SASRec trains every
             position. 0 is the paper's single `<pref>` target. Not in the paper: on ML-100K it lifted validation
             NDCG@10 from 0.030 to 0.083 (docs/benchmarks.md).
+        regression_head (`bool`, defaults to `False`): ablation of the diffusion head: train the denoiser at one
+            deterministic input (x_t = 0, t = T − 1) to regress x₀ with the MSE, i.e. a regression head with the
+            same network and target; the x₀ read-out then returns its output. Needs `prediction_type="sample"`.
 
     Example:
         ```python
@@ -111,6 +117,8 @@ class ContRecConfig(PreTrainedConfig):
     fast_path_probability: float = 0.5
     diffusion_batch_multiplier: int = 4
     history_diffusion_weight: float = 1.0
+    regression_head: bool = False
+    flip_dispersive_sign: bool = False
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -130,6 +138,10 @@ class ContRecConfig(PreTrainedConfig):
         for name in ("lm_loss_weight", "dispersive_loss_weight", "dispersive_temperature", "history_diffusion_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.regression_head and self.prediction_type != "sample":
+            raise ConfigError(
+                f"regression_head regresses x₀ and needs prediction_type='sample', got {self.prediction_type!r}"
+            )
 
     def _check_causal_lm(self) -> None:
         """Refuse a text_config that is not a decoder-only causal LM (an encoder such as BERT, a seq2seq)."""

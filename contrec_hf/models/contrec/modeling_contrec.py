@@ -343,12 +343,16 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
 
     def diffusion_losses(self, condition: torch.Tensor, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """L_diff (MSE against the prediction type's target) and L_disp on the denoiser's representations."""
-        m = self.config.diffusion_batch_multiplier
-        condition, x0 = condition.repeat_interleave(m, 0), x0.repeat_interleave(m, 0)  # [B·m, ·]
         scheduler = self.noise_scheduler
-        noise = torch.randn_like(x0)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
-        x_t = scheduler.add_noise(x0, noise, t)  # [B·m, d_z]
+        if self.config.regression_head:  # ablation: one deterministic input (x_t = 0 at t = T − 1), MSE to x₀
+            t = torch.full((x0.shape[0],), scheduler.config.num_train_timesteps - 1, device=x0.device)
+            noise, x_t = None, torch.zeros_like(x0)
+        else:
+            m = self.config.diffusion_batch_multiplier
+            condition, x0 = condition.repeat_interleave(m, 0), x0.repeat_interleave(m, 0)  # [B·m, ·]
+            noise = torch.randn_like(x0)
+            t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
+            x_t = scheduler.add_noise(x0, noise, t)  # [B·m, d_z]
         if self.training and self.config.condition_dropout > 0:  # classifier-free guidance training
             drop = torch.rand(x0.shape[0], 1, device=x0.device) < self.config.condition_dropout
             condition = torch.where(drop, self.null_condition.to(condition.dtype), condition)
@@ -416,7 +420,8 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             if target_features is not None:
                 targets = self.target_latents(target_features)  # [B, d_z]
                 diff, disp = self.diffusion_losses(condition, targets)
-                parts += [diff, self.config.dispersive_loss_weight * disp]
+                sign = -1.0 if self.config.flip_dispersive_sign else 1.0  # −1: the authors' code (an ablation)
+                parts += [diff, sign * self.config.dispersive_loss_weight * disp]
                 if self.config.history_diffusion_weight > 0 and item_features is not None:
                     conditions, x0 = self._history_targets(input_ids, out.hidden_states[-1], item_features, targets)
                     history_diff, _ = self.diffusion_losses(conditions, x0)
@@ -449,7 +454,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         scheduler = self.noise_scheduler
         t_last = scheduler.config.num_train_timesteps - 1
         x_t = torch.zeros(condition.shape[0], self.config.latent_dim, device=condition.device, dtype=condition.dtype)
-        t = torch.full((condition.shape[0],), t_last, device=condition.device)
+        t = torch.tensor(t_last, device=condition.device)  # one timestep for the whole batch
         pred = self.guided_prediction(x_t, t, condition, guidance_scale)
         alpha_bar = scheduler.alphas_cumprod[t_last].to(condition.device)
         if self.config.prediction_type == "sample":
@@ -459,12 +464,98 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         return math.sqrt(alpha_bar) * x_t - math.sqrt(1 - alpha_bar) * pred  # from v
 
     def guided_prediction(
-        self, x_t: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, guidance_scale: float
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        condition: torch.Tensor,
+        guidance_scale: float,
+        modulations: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     ) -> torch.Tensor:
-        """pred_uncond + s·(pred_cond − pred_uncond) (classifier-free guidance; s = 1 is plain conditioning)."""
+        """pred_uncond + s·(pred_cond − pred_uncond) (classifier-free guidance; s = 1 is plain conditioning).
+
+        `t` is `[batch]` or a scalar; with a scalar (every sampling loop) the unconditional half runs with the one
+        null condition broadcast, so its time embedding and adaLN modulations are computed once, not per row.
+        `modulations`: this step's `(conditional [batch, D], unconditional [1, D] or None)` rows of
+        [`sampling_modulations`], which then replace the per-step embedding and modulation passes.
+        """
+        if modulations is not None:
+            cond = self.denoiser(x_t, None, None, modulation=modulations[0]).sample
+            if guidance_scale == 1.0:
+                return cond
+            uncond = self.denoiser(x_t, None, None, modulation=modulations[1]).sample
+            return uncond + guidance_scale * (cond - uncond)
+        cond = self.denoiser(x_t, t, condition).sample
         if guidance_scale == 1.0:
-            return self.denoiser(x_t, t, condition).sample
-        null = self.null_condition.to(condition.dtype).expand_as(condition)
-        both = self.denoiser(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([condition, null])).sample
-        cond, uncond = both.chunk(2)
+            return cond
+        uncond = self.denoiser(x_t, t, self.null_condition.to(condition.dtype)[None]).sample
         return uncond + guidance_scale * (cond - uncond)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        condition: torch.Tensor,
+        scheduler,
+        num_inference_steps: int,
+        guidance_scale: float,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        progress_bar=None,
+    ) -> torch.Tensor:
+        """Sample x̂ `[batch, latent_dim]` with any diffusers scheduler and classifier-free guidance.
+
+        Written against the generic scheduler contract (`set_timesteps`, `init_noise_sigma`, `scale_model_input`,
+        `step`); the noise comes from `randn_tensor` with `generator`; `progress_bar` wraps the timesteps (the
+        pipeline passes its own).
+        """
+        from diffusers.utils.torch_utils import randn_tensor
+
+        # 1. Start from noise, scaled as the scheduler expects.
+        shape = (condition.shape[0], self.config.latent_dim)
+        latents = randn_tensor(shape, generator=generator, device=condition.device, dtype=condition.dtype)
+        scheduler.set_timesteps(num_inference_steps, device=condition.device)
+        latents = latents * scheduler.init_noise_sigma
+        # Stochastic schedulers (DDPM, Euler-ancestral …) take the generator in step(); others do not accept it.
+        step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
+        # 2. The adaLN modulations of every step at once (they depend on t and c, not on x_t), when they fit.
+        plan = self.sampling_modulations(scheduler.timesteps, condition, guidance_scale)
+        # 3. Denoise: pred = pred_uncond + s·(pred_cond − pred_uncond), then one scheduler step.
+        timesteps = scheduler.timesteps if progress_bar is None else progress_bar(scheduler.timesteps)
+        for i, t in enumerate(timesteps):
+            model_input = scheduler.scale_model_input(latents, t)
+            pred = self.guided_prediction(model_input, t, condition, guidance_scale, None if plan is None else plan[i])
+            latents = scheduler.step(pred, t, latents, **step_kwargs).prev_sample
+        return latents
+
+    @torch.no_grad()
+    def sampling_modulations(
+        self,
+        timesteps: torch.Tensor,
+        condition: torch.Tensor,
+        guidance_scale: float,
+        max_bytes: int = 64 * 2**20,
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]] | None:
+        """The denoiser's adaLN modulations for every step of a sampling loop, in two batched passes.
+
+        They depend only on (t, c), so instead of two small passes per step (conditional, unconditional) the
+        loop computes them once for all `S` timesteps: `S·batch` conditional rows and `S` unconditional ones.
+
+        Args:
+            timesteps (`torch.Tensor` of shape `[S]`): the scheduler's timesteps, in order.
+            condition (`torch.Tensor` of shape `[batch, condition_dim]`): c.
+            guidance_scale (`float`): s; at 1 the unconditional rows are not needed (`None`).
+            max_bytes (`int`): above this size for the `[S, batch, D]` block, return `None` (compute per step).
+
+        Returns:
+            One `(conditional [batch, D], unconditional [1, D] or None)` pair per timestep, or `None`.
+        """
+        denoiser, steps, batch = self.denoiser, timesteps.shape[0], condition.shape[0]
+        if steps * batch * denoiser.modulation_dim * condition.element_size() > max_bytes:
+            return None
+        timesteps = timesteps.to(condition.device)
+        projected = denoiser.condition_proj(condition)  # [B, H], once for all steps
+        t_emb = denoiser.time_embedding(denoiser.time_proj(timesteps).to(condition.dtype))  # [S, H]
+        cond = denoiser.modulate((t_emb[:, None] + projected[None]).flatten(0, 1)).view(steps, batch, -1)
+        if guidance_scale == 1.0:
+            return [(cond[i], None) for i in range(steps)]
+        null = self.null_condition.to(condition.dtype)[None].expand(steps, -1)  # [S, C]
+        uncond = denoiser.modulate(t_emb + denoiser.condition_proj(null))  # [S, D]
+        return [(cond[i], uncond[i : i + 1]) for i in range(steps)]

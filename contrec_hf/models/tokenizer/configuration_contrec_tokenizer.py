@@ -1,5 +1,7 @@
 """Configuration of the σ-VAE item tokenizer (ContRec, arXiv 2504.12007, §3.1; METHOD.md §2)."""
 
+from typing import Literal
+
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
@@ -35,6 +37,11 @@ class ContRecTokenizerConfig(PreTrainedConfig):
         mu_regularizer_weight (`float`, defaults to 0.0): weight of the optional mean(μ²) regulariser.
         barlow_twins_weight (`float`, defaults to 0.0): weight of the optional Barlow-Twins term between ways.
         barlow_offdiag_weight (`float`, defaults to 0.005): λ_offdiag inside the Barlow-Twins term.
+        quantizer (`str`, defaults to `"none"`): `"none"` keeps the tokens continuous (ContRec). `"vq"`, for the
+            paper's central ablation, snaps each of the K tokens to the nearest entry of its own codebook (VQ-VAE,
+            straight-through estimator), so an item becomes K discrete codes and its tokens are codebook entries.
+        codebook_size (`int`, defaults to 256): entries per codebook.
+        commitment_weight (`float`, defaults to 0.25): β of the VQ-VAE loss ‖sg(z) − e‖² + β‖z − sg(e)‖².
 
     Example:
         ```python
@@ -62,13 +69,18 @@ class ContRecTokenizerConfig(PreTrainedConfig):
     mu_regularizer_weight: float = 0.0
     barlow_twins_weight: float = 0.0
     barlow_offdiag_weight: float = 0.005
+    quantizer: Literal["none", "vq"] = "none"
+    codebook_size: int = 256
+    commitment_weight: float = 0.25
 
     def __post_init__(self, **kwargs):
         reject_unknown_kwargs(self, kwargs)
         super().__post_init__(**kwargs)
         self.encoder_hidden_sizes = [int(s) for s in self.encoder_hidden_sizes]
         self.decoder_hidden_sizes = [int(s) for s in self.decoder_hidden_sizes]
-        for name in ("input_dim", "num_tokens", "token_dim"):
+        if self.quantizer not in ("none", "vq"):
+            raise ConfigError(f"quantizer must be 'none' or 'vq', got {self.quantizer!r}")
+        for name in ("input_dim", "num_tokens", "token_dim", "codebook_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         for name in ("encoder_hidden_sizes", "decoder_hidden_sizes"):
@@ -77,6 +89,7 @@ class ContRecTokenizerConfig(PreTrainedConfig):
         for name in ("dropout", "mask_ratio"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("sigma_std", "mu_regularizer_weight", "barlow_twins_weight", "barlow_offdiag_weight"):
+        for name in ("sigma_std", "mu_regularizer_weight", "barlow_twins_weight", "barlow_offdiag_weight",
+                     "commitment_weight"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")

@@ -9,6 +9,10 @@ from their mean. Three techniques keep the tokens from collapsing, each switchab
 3. K-way encoders: K independent MLP encoders (d_in → 128 → 256 → d_z, LayerNorm, ReLU, dropout).
 
 Loss: MSE(x̂, x) (+ optional μ-regulariser and Barlow-Twins decorrelation between ways).
+
+For the paper's central ablation, `quantizer="vq"` makes the tokens discrete: each token is snapped to the nearest
+entry of its own codebook (van den Oord et al., 2017), trained with the straight-through estimator and the loss
+‖sg(z) − e‖² + β‖z − sg(e)‖²; the codebooks are initialised from the first training batch's encodings.
 """
 
 from __future__ import annotations
@@ -42,6 +46,10 @@ class ContRecTokenizerOutput(ModelOutput):
         reconstruction_loss (`torch.FloatTensor` of shape `()`, *optional*): MSE(x̂, x).
         mu_loss (`torch.FloatTensor` of shape `()`, *optional*): mean(μ²), weighted into `loss` by the config.
         barlow_twins_loss (`torch.FloatTensor` of shape `()`, *optional*): Barlow-Twins term between ways.
+        quantization_loss (`torch.FloatTensor` of shape `()`, *optional*): the VQ codebook + commitment loss
+            (`quantizer="vq"` only).
+        codes (`torch.LongTensor` of shape `(batch, num_tokens)`, *optional*): the codebook index of each token
+            (`quantizer="vq"` only).
     """
 
     loss: torch.FloatTensor | None = None
@@ -51,6 +59,8 @@ class ContRecTokenizerOutput(ModelOutput):
     reconstruction_loss: torch.FloatTensor | None = None
     mu_loss: torch.FloatTensor | None = None
     barlow_twins_loss: torch.FloatTensor | None = None
+    quantization_loss: torch.FloatTensor | None = None
+    codes: torch.LongTensor | None = None
 
 
 def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
@@ -131,6 +141,9 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
         # Persistent buffers: saved with the weights, so they survive from_pretrained (no meta-device trap).
         self.register_buffer("feature_mean", torch.zeros(c.input_dim))
         self.register_buffer("feature_std", torch.ones(c.input_dim))
+        if c.quantizer == "vq":  # one codebook per token; filled from the first training batch
+            self.codebooks = nn.Parameter(torch.zeros(c.num_tokens, c.codebook_size, c.token_dim))
+            self.register_buffer("codebooks_initialized", torch.tensor(False))
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -144,6 +157,9 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
             init.zeros_(module.mask_offset)
             init.zeros_(module.feature_mean)
             init.ones_(module.feature_std)
+            if module.config.quantizer == "vq":
+                init.zeros_(module.codebooks)
+                init.zeros_(module.codebooks_initialized)
 
     # ------------------------------------------------------------------------------------------ input
     def _check_features(self, features: torch.Tensor) -> None:
@@ -181,8 +197,31 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
             return torch.stack([encoder(normalized) for encoder in self.encoders], dim=1)  # [B, K, d_z]
         return self.encoders[0](normalized).view(-1, c.num_tokens, c.token_dim)  # [B, K, d_z]
 
+    @torch.no_grad()
+    def _init_codebooks(self, mu: torch.Tensor) -> None:
+        """Fill each codebook with encodings of the batch (drawn with replacement when the batch is smaller than
+        the codebook, then jittered so that entries differ)."""
+        batch = mu.shape[0]
+        for k in range(self.config.num_tokens):
+            rows = torch.randint(batch, (self.config.codebook_size,), device=mu.device)
+            entries = mu[rows, k]
+            jitter = 0.01 * entries.std().clamp_min(1e-6) * torch.randn_like(entries)
+            self.codebooks[k].copy_(entries + jitter)
+        self.codebooks_initialized.fill_(True)
+
+    def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """VQ of `z [B, K, d_z]` → (straight-through tokens `[B, K, d_z]`, codes `[B, K]`, codebook + commitment
+        loss)."""
+        if self.training and not bool(self.codebooks_initialized):
+            self._init_codebooks(z.detach())
+        distances = torch.cdist(z.transpose(0, 1), self.codebooks)  # [K, B, C]
+        codes = distances.argmin(-1).T  # [B, K]
+        entries = self.codebooks[torch.arange(z.shape[1], device=z.device), codes]  # [B, K, d_z], e_{k, code}
+        loss = F.mse_loss(entries, z.detach()) + self.config.commitment_weight * F.mse_loss(z, entries.detach())
+        return entries + (z - z.detach()), codes, loss  # the value is exactly e; the gradient goes to z
+
     def encode(self, features: torch.Tensor) -> torch.Tensor:
-        """Token means μ (no masking, no noise, whatever the mode).
+        """Token means μ (no masking, no noise, whatever the mode); with `quantizer="vq"`, their codebook entries.
 
         Args:
             features (`torch.Tensor` of shape `[batch, input_dim]`): item feature vectors.
@@ -194,7 +233,21 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
         was_training = self.training
         self.eval()
         try:
-            return self._mu(self.normalize(features))
+            mu = self._mu(self.normalize(features))
+            return self._quantize(mu)[0] if self.config.quantizer == "vq" else mu
+        finally:
+            self.train(was_training)
+
+    @torch.no_grad()
+    def codes(self, features: torch.Tensor) -> torch.Tensor:
+        """The discrete codes `[batch, num_tokens]` of a `quantizer="vq"` tokenizer."""
+        if self.config.quantizer != "vq":
+            raise InputError("codes() needs a tokenizer built with quantizer='vq'; this one is continuous")
+        self._check_features(features)
+        was_training = self.training
+        self.eval()
+        try:
+            return self._quantize(self._mu(self.normalize(features)))[1]
         finally:
             self.train(was_training)
 
@@ -243,6 +296,9 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
         if self.training and c.sigma_sampling:  # technique 1: σ ~ N(0, C_σ) per example, not learned
             sigma = torch.randn(mu.shape[0], 1, 1, device=mu.device, dtype=mu.dtype) * c.sigma_std
             tokens = mu + sigma * torch.randn_like(mu)
+        codes = vq_loss = None
+        if c.quantizer == "vq":  # discrete tokens (ablation): nearest codebook entry, straight-through
+            tokens, codes, vq_loss = self._quantize(tokens)
         reconstruction = self.decoder(tokens.mean(dim=1))  # [B, d_in], decoded from the mean of the K tokens
 
         loss = recon_loss = mu_loss = bt_loss = None
@@ -255,6 +311,8 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
             if c.barlow_twins_weight > 0 and c.num_tokens > 1:
                 bt_loss = self._barlow_twins(mu)
                 loss = loss + c.barlow_twins_weight * bt_loss
+            if vq_loss is not None:
+                loss = loss + vq_loss
         out = ContRecTokenizerOutput(
             loss=loss,
             reconstruction=reconstruction,
@@ -263,6 +321,8 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
             reconstruction_loss=recon_loss,
             mu_loss=mu_loss,
             barlow_twins_loss=bt_loss,
+            quantization_loss=vq_loss,
+            codes=codes,
         )
         use_dict = return_dict if return_dict is not None else self.config.return_dict
         return out if use_dict else out.to_tuple()
