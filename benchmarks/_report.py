@@ -16,6 +16,9 @@ from pathlib import Path
 
 import torch
 
+from contrec_hf.errors import ConfigError
+from contrec_hf.utils import check_device
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "benchmarks.md"
 IMAGES = ROOT / "docs" / "img"
@@ -48,12 +51,10 @@ def cpu_name() -> str:
 def parse_device(parser, value: str) -> torch.device:
     """``--device`` as a ``torch.device``; ``parser.error`` (exit 2, one line) for a non-device or an absent GPU."""
     try:
-        device = torch.device(value)
-    except RuntimeError:
-        parser.error(f"--device {value!r} is not a torch device (cpu, cuda, cuda:N)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        parser.error(f"--device {value} but torch sees no CUDA device")
-    return device
+        check_device(value)
+    except ConfigError as error:
+        parser.error(f"--device: {error}")
+    return torch.device(value)
 
 
 def device_name(device: str | torch.device = "cpu") -> str:

@@ -164,8 +164,15 @@ class ContRecDenoiser(ModelMixin, ConfigMixin):
         Returns:
             `torch.Tensor` of shape `[N, hidden_dim]` (`[1, hidden_dim]` when both have one row).
         """
-        t_emb = _apply(self.time_embedding, self.time_proj(timestep).to(condition.dtype))  # [N or 1, H]
-        return t_emb + _apply(self.condition_proj, condition)
+        return self.embed_timesteps(timestep, condition.dtype) + self.embed_conditions(condition)
+
+    def embed_timesteps(self, timestep: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """TimestepEmbedding(t): `[N]` → `[N, hidden_dim]`, the first term of [`embed`]."""
+        return _apply(self.time_embedding, self.time_proj(timestep).to(dtype))
+
+    def embed_conditions(self, condition: torch.Tensor) -> torch.Tensor:
+        """proj(c): `[N, condition_dim]` → `[N, hidden_dim]`, the second term of [`embed`]."""
+        return _apply(self.condition_proj, condition)
 
     def modulate(self, embedding: torch.Tensor) -> torch.Tensor:
         """Every adaLN modulation of one forward pass from e = [`embed`]: `[N, modulation_dim]`.

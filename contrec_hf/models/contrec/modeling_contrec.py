@@ -478,16 +478,17 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         `modulations`: this step's `(conditional [batch, D], unconditional [1, D] or None)` rows of
         [`sampling_modulations`], which then replace the per-step embedding and modulation passes.
         """
-        if modulations is not None:
-            cond = self.denoiser(x_t, None, None, modulation=modulations[0]).sample
-            if guidance_scale == 1.0:
-                return cond
-            uncond = self.denoiser(x_t, None, None, modulation=modulations[1]).sample
-            return uncond + guidance_scale * (cond - uncond)
-        cond = self.denoiser(x_t, t, condition).sample
+
+        def predict(half: int) -> torch.Tensor:  # 0: conditional, 1: unconditional
+            if modulations is not None:
+                return self.denoiser(x_t, None, None, modulation=modulations[half]).sample
+            c = condition if half == 0 else self.null_condition.to(condition.dtype)[None]
+            return self.denoiser(x_t, t, c).sample
+
+        cond = predict(0)
         if guidance_scale == 1.0:
             return cond
-        uncond = self.denoiser(x_t, t, self.null_condition.to(condition.dtype)[None]).sample
+        uncond = predict(1)
         return uncond + guidance_scale * (cond - uncond)
 
     @torch.no_grad()
@@ -551,11 +552,11 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         if steps * batch * denoiser.modulation_dim * condition.element_size() > max_bytes:
             return None
         timesteps = timesteps.to(condition.device)
-        projected = denoiser.condition_proj(condition)  # [B, H], once for all steps
-        t_emb = denoiser.time_embedding(denoiser.time_proj(timesteps).to(condition.dtype))  # [S, H]
+        t_emb = denoiser.embed_timesteps(timesteps, condition.dtype)  # [S, H]
+        projected = denoiser.embed_conditions(condition)  # [B, H], once for all steps
         cond = denoiser.modulate((t_emb[:, None] + projected[None]).flatten(0, 1)).view(steps, batch, -1)
         if guidance_scale == 1.0:
             return [(cond[i], None) for i in range(steps)]
-        null = self.null_condition.to(condition.dtype)[None].expand(steps, -1)  # [S, C]
-        uncond = denoiser.modulate(t_emb + denoiser.condition_proj(null))  # [S, D]
+        null = denoiser.embed_conditions(self.null_condition.to(condition.dtype)[None])  # [1, H]
+        uncond = denoiser.modulate(t_emb + null)  # [S, D]
         return [(cond[i], uncond[i : i + 1]) for i in range(steps)]
