@@ -214,18 +214,18 @@ def readouts_and_guidance(pipe, conditions, histories, targets, args) -> tuple[s
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     catalog, n = pipe.catalog.latents, len(histories)
 
-    def samples(w, count):
-        repeated = conditions.repeat_interleave(count, 0)
+    def latents(readout: str, w: float) -> torch.Tensor:
         generator = torch.Generator(pipe.device).manual_seed(0)
-        return pipe.denoise(repeated, 20, w, generator).view(n, count, -1).mean(1)
+        return pipe.read_out(conditions, readout, 20, w, generator, num_samples=8)
 
     readouts = {
-        "x₀ estimate (default)": lambda w: pipe.recommender.predict_x0(conditions, w),
-        "one DDIM-20 sample (paper)": lambda w: samples(w, 1),
-        "mean of 8 DDIM-20 samples": lambda w: samples(w, 8),
+        "x₀ estimate (default)": "x0",
+        "one DDIM-20 sample (paper)": "sample",
+        "mean of 8 DDIM-20 samples": "mean",
     }
     table = {
-        name: [ndcg10(fn(w), catalog, histories, targets) for w in args.guidance] for name, fn in readouts.items()
+        name: [ndcg10(latents(readout, w), catalog, histories, targets) for w in args.guidance]
+        for name, readout in readouts.items()
     }
     pipe.scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     header = " | ".join(f"w = {w:g}" for w in args.guidance)

@@ -24,17 +24,36 @@ from pathlib import Path
 
 import torch
 from _report import command_line, parse_device, provenance, write_section
+from diffusers import DDIMScheduler
 
 from contrec_hf.data import SequentialDataset
-from contrec_hf.main_job import contrec_metrics
+from contrec_hf.evaluation import evaluate_scorer
+from contrec_hf.main_job import contrec_metrics, contrec_scorer
 from contrec_hf.models import ContRecForRecommendation
 from contrec_hf.pipelines import build_pipeline
 from contrec_hf.training import RecommenderTrainingArguments, load_stage1, run_recommender_stage, run_tokenizer_stage
 from contrec_hf.utils import write_json
 
-# name → (what changes, config overrides, stage-1 tokenizer: None = the demo's, seed)
-VARIANTS: dict[str, tuple[str, dict, str | None, int]] = {
-    "vq-tokens": ("discrete tokens: VQ-VAE tokenizer (K = 2 codes of 256 per item, straight-through)", {}, "vq", 0),
+# name → (what changes, stage-2 config overrides, stage-1 tokenizer, seed). The tokenizer is None for the demo's, a
+# folder for a tokenizer trained elsewhere, or a dict of tokenizer config switches: stage 1 is then retrained here on
+# the demo's own features with those switches (and the demo's settings otherwise).
+VARIANTS: dict[str, tuple[str, dict, str | dict | None, int]] = {
+    "vq-tokens": (
+        "discrete tokens: VQ-VAE tokenizer (K = 2 codes of 256 per item, straight-through)",
+        {},
+        # σ-sampling off: noise before a nearest-neighbour snap has no purpose
+        {"quantizer": "vq", "sigma_sampling": False},
+        0,
+    ),
+    "no-sigma-sampling": ("σ-VAE without σ-sampling (stage 1 retrained)", {}, {"sigma_sampling": False}, 0),
+    "no-feature-masking": ("σ-VAE without feature masking (stage 1 retrained)", {}, {"feature_masking": False}, 0),
+    "shared-encoder": ("σ-VAE with one shared encoder (stage 1 retrained)", {}, {"multi_encoder": False}, 0),
+    "sigma-vae-plain": (
+        "σ-VAE with all three techniques off (stage 1 retrained)",
+        {},
+        {"sigma_sampling": False, "feature_masking": False, "multi_encoder": False},
+        0,
+    ),
     "regression-head": (
         "deterministic regression head (same network and target, no diffusion)",
         {"regression_head": True},
@@ -63,15 +82,13 @@ VARIANTS: dict[str, tuple[str, dict, str | None, int]] = {
 METRICS = ("hr@10", "ndcg@10", "ndcg@20", "mrr")
 
 
-def vq_tokenizer(demo: Path, data: SequentialDataset, output: Path) -> Path:
-    """Stage 1 with discrete tokens: the demo's collaborative features, its tokenizer settings, VQ on, σ-sampling
-    off (noise before a nearest-neighbour snap has no purpose)."""
-    folder = output / "tokenizer-vq"
+def retrained_tokenizer(name: str, switches: dict, demo: Path, data: SequentialDataset, output: Path) -> Path:
+    """Stage 1 again on the demo's collaborative features, with the demo's tokenizer settings but ``switches``."""
+    folder = output / f"tokenizer-{name}"
     if not (folder / "features").is_dir():  # the same features as the demo's tokenizer (stage 2 reads them here)
         shutil.copytree(demo / "tokenizer" / "features", folder / "features")
     if not (folder / "config.json").is_file():
-        vq = {"quantizer": "vq", "sigma_sampling": False}
-        run_tokenizer_stage(data, "collaborative", folder, tokenizer_kwargs=vq, overwrite=True)
+        run_tokenizer_stage(data, "collaborative", folder, tokenizer_kwargs=switches, overwrite=True, progress=False)
     return folder
 
 
@@ -86,19 +103,44 @@ def code_usage(tokenizer_dir: Path, data: SequentialDataset) -> dict:
     }
 
 
-def evaluate(recommender_dir: Path, tokenizer_dir: Path, data: SequentialDataset, device, full_path=False) -> dict:
-    """Validation and test metrics of a trained recommender: fast path (or full path), x₀ read-out, guidance 1."""
+def load_pipeline(recommender_dir: Path, tokenizer_dir: Path, data: SequentialDataset, device):
     from transformers import AutoTokenizer
 
     _, features = load_stage1(tokenizer_dir, data)
     recommender = ContRecForRecommendation.from_pretrained(recommender_dir)
     text_tokenizer = AutoTokenizer.from_pretrained(recommender_dir / "text_tokenizer")
-    pipe = build_pipeline(recommender, text_tokenizer, data, features.features).to(device)
+    return build_pipeline(recommender, text_tokenizer, data, features.features).to(device)
+
+
+def evaluate(recommender_dir: Path, tokenizer_dir: Path, data: SequentialDataset, device, full_path=False) -> dict:
+    """Validation and test metrics of a trained recommender: fast path (or full path), x₀ read-out, guidance 1."""
+    pipe = load_pipeline(recommender_dir, tokenizer_dir, data, device)
     with torch.no_grad():
         return {split: contrec_metrics(pipe, data, split, full_path=full_path) for split in ("validation", "test")}
 
 
+def evaluate_sampled(recommender_dir: Path, tokenizer_dir: Path, data: SequentialDataset, device) -> dict:
+    """Test metrics with a sampling read-out: the mean of 8 DDIM-20 samples at guidance 3 (fast path, seed 0)."""
+    pipe = load_pipeline(recommender_dir, tokenizer_dir, data, device)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    generator = torch.Generator(device).manual_seed(0)
+    scorer = contrec_scorer(pipe, False, "mean", 3.0, num_inference_steps=20, num_samples=8, generator=generator)
+    histories, targets = data.split("test")
+    return evaluate_scorer(scorer, histories, targets, data.num_items, batch_size=64, progress=False).metrics
+
+
+def model_dirs(row: dict, demo: Path, output: Path) -> tuple[Path, Path, Path]:
+    """A result's (trained recommender, its stage-1 tokenizer, its results file)."""
+    if row["name"] == "reference":
+        return demo / "recommender", demo / "tokenizer", output / "reference.json"
+    folder = output / row["name"]
+    return folder / "training" / "best", Path(row["tokenizer"]), folder / "results.json"
+
+
 def mean_std(values: list[float]) -> str:
+    """``mean ± std`` (population std) of several values; one value as it is."""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
     values = torch.tensor(values, dtype=torch.float64)
     return f"{float(values.mean()):.4f} ± {float(values.std(unbiased=False)):.4f}"
 
@@ -108,11 +150,9 @@ def seeds_table(rows: list[dict], demo: Path, data, output: Path, baselines: Pat
     seeds = [r for r in rows if r["name"] in ("reference", "seed-1", "seed-2")]
     for row in seeds:  # the full path is evaluated once per seed and cached in the results file
         if "metrics_full" not in row:
-            folder = demo / "recommender" if row["name"] == "reference" else output / row["name"] / "training" / "best"
-            row["metrics_full"] = evaluate(folder, demo / "tokenizer", data, device, full_path=True)
-            write_json(
-                output / ("reference.json" if row["name"] == "reference" else f"{row['name']}/results.json"), row
-            )
+            recommender, tokenizer, results = model_dirs(row, demo, output)
+            row["metrics_full"] = evaluate(recommender, tokenizer, data, device, full_path=True)
+            write_json(results, row)
     models = {
         "ContRec, fast path": [r["metrics"]["test"] for r in seeds],
         "ContRec, full path (text, then `<pref>`)": [r["metrics_full"]["test"] for r in seeds],
@@ -136,12 +176,31 @@ def seeds_table(rows: list[dict], demo: Path, data, output: Path, baselines: Pat
     return "\n".join(lines)
 
 
+def variant_name(text: str) -> str:
+    """``NAME`` or ``NAME@SEED`` (the variant with another stage-2 seed), checked; for argparse."""
+    base, _, seed = text.partition("@")
+    if base not in VARIANTS or (seed and not seed.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected NAME or NAME@SEED, NAME one of {', '.join(VARIANTS)}")
+    return text
+
+
+def group_of(name: str) -> str:
+    """The variant a result belongs to: its name without ``@SEED`` (the reference's seeds are ``seed-N``)."""
+    base = name.partition("@")[0]
+    return "reference" if base in ("seed-1", "seed-2") else base
+
+
 def run_variant(name: str, demo: Path, data: SequentialDataset, output: Path, retrain: bool, device) -> dict:
     results = output / name / "results.json"
     if results.is_file() and not retrain:
         return json.loads(results.read_text())
-    label, overrides, tokenizer, seed = VARIANTS[name]
-    tokenizer_dir = vq_tokenizer(demo, data, output) if tokenizer == "vq" else Path(tokenizer or demo / "tokenizer")
+    base, _, seed_text = name.partition("@")
+    label, overrides, tokenizer, seed = VARIANTS[base]
+    seed = int(seed_text) if seed_text else seed
+    if isinstance(tokenizer, dict):  # stage 1 is shared by the stage-2 seeds of a variant
+        tokenizer_dir = retrained_tokenizer(base, tokenizer, demo, data, output)
+    else:
+        tokenizer_dir = Path(tokenizer or demo / "tokenizer")
     args = RecommenderTrainingArguments(output_dir=str(output / name / "training"), max_steps=2000, eval_steps=500,
                                         save_steps=250, eval_users=500, seed=seed)  # fmt: skip
     started = time.perf_counter()
@@ -154,7 +213,7 @@ def run_variant(name: str, demo: Path, data: SequentialDataset, output: Path, re
     out = {"name": name, "label": label, "overrides": overrides, "tokenizer": str(tokenizer_dir), "seed": seed,
            "train_seconds": seconds, "best_val_ndcg@10_500_users": best_val, "metrics": metrics,
            "tokenizer_heldout_mse": diagnostics.get("heldout_mse")}  # fmt: skip
-    if tokenizer == "vq":
+    if isinstance(tokenizer, dict) and tokenizer.get("quantizer") == "vq":
         out["code_usage"] = code_usage(tokenizer_dir, data)
     write_json(results, out)
     return out
@@ -175,29 +234,38 @@ def reference(demo: Path, data: SequentialDataset, output: Path, device) -> dict
 
 
 def table(rows: list[dict]) -> str:
-    ref = rows[0]["metrics"]["test"]["ndcg@10"]
-    lines = [
-        "| variant | stage-1 held-out MSE | best val NDCG@10 (500 users) | "
-        + " | ".join(f"test {m}" for m in METRICS) + " | test NDCG@10 vs reference |",
-        "|---|---:|---:|" + "---:|" * len(METRICS) + "---:|",
-    ]  # fmt: skip
+    """One line per variant: means over its seeds (test NDCG@10 with its spread), against the reference's mean over
+    the same seeds (every variant's seeds must be among the reference's)."""
+    groups: dict[str, list[dict]] = {}
     for row in rows:
-        test = row["metrics"]["test"]
-        mse = row.get("tokenizer_heldout_mse")
-        lines.append(
-            f"| {row['label']} | {mse:.4f} | {row['best_val_ndcg@10_500_users']:.4f} | "
-            + " | ".join(f"{test[m]:.4f}" for m in METRICS)
-            + f" | {test['ndcg@10'] / ref:.2f}× |"
-        )
-    seeds = [r for r in rows if r["name"] in ("reference", "seed-1", "seed-2")]
-    if len(seeds) > 1:
-        values = torch.tensor([r["metrics"]["test"]["ndcg@10"] for r in seeds])
-        std = float(values.std(unbiased=False))
-        lines += [
-            "",
-            f"Reference over stage-2 seeds {[r['seed'] for r in seeds]}: test NDCG@10 {float(values.mean()):.4f} ± "
-            f"{std:.4f}; differences smaller than about twice that are noise.",
+        groups.setdefault(group_of(row["name"]), []).append(row)
+
+    def mean(group: list[dict], key) -> float:
+        return statistics.mean(key(r) for r in group)
+
+    reference = {r["seed"]: r["metrics"]["test"]["ndcg@10"] for r in groups["reference"]}
+    sampled = all("metrics_sampled" in r for r in rows)
+    lines = [
+        "| variant | stage-2 seeds | stage-1 held-out MSE | best val NDCG@10 (500 users) | test NDCG@10 | "
+        + " | ".join(f"test {m}" for m in METRICS if m != "ndcg@10") + " | test NDCG@10 vs reference |"
+        + (" test NDCG@10, mean of 8 DDIM-20 samples (w = 3) |" if sampled else ""),
+        "|---|---|---:|---:|---:|" + "---:|" * (len(METRICS) - 1) + "---:|" + ("---:|" if sampled else ""),
+    ]  # fmt: skip
+    for group in groups.values():
+        ndcg = [r["metrics"]["test"]["ndcg@10"] for r in group]
+        cells = [
+            group[0]["label"],
+            ", ".join(str(r["seed"]) for r in group),
+            f"{group[0].get('tokenizer_heldout_mse'):.4f}",
+            f"{mean(group, lambda r: r['best_val_ndcg@10_500_users']):.4f}",
+            mean_std(ndcg),
+            *(f"{mean(group, lambda r, m=m: r['metrics']['test'][m]):.4f}" for m in METRICS if m != "ndcg@10"),
+            # against the reference's mean over the same stage-2 seeds
+            f"{statistics.mean(ndcg) / statistics.mean(reference[r['seed']] for r in group):.2f}×",
         ]
+        if sampled:
+            cells.append(mean_std([r["metrics_sampled"]["ndcg@10"] for r in group]))
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -205,8 +273,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--demo", default="runs/demo")
     parser.add_argument("--output", default="runs/ablations")
-    parser.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANTS))
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        type=variant_name,
+        help=f"of {', '.join(VARIANTS)}; NAME@SEED trains NAME with another stage-2 seed (its rows are averaged)",
+    )
     parser.add_argument("--retrain", action="store_true")
+    parser.add_argument(
+        "--sampled-readout",
+        action="store_true",
+        help="also evaluate every model with the mean of 8 DDIM-20 samples at guidance 3 (test, fast path)",
+    )
     parser.add_argument("--baselines-json", type=Path, help="`baselines_ml100k.py --json` output, for the seeds table")
     parser.add_argument(
         "--device",
@@ -227,7 +306,17 @@ def main() -> None:
         except Exception:  # report and go on with the other variants
             traceback.print_exc()
     rows = [reference(demo, data, output, device)]
-    rows += [json.loads(p.read_text()) for name in VARIANTS if (p := output / name / "results.json").is_file()]
+    found = {
+        p.parent.name for p in output.glob("*/results.json") if group_of(p.parent.name) in (*VARIANTS, "reference")
+    }
+    order = list(VARIANTS)  # variants in their order here, each variant's seeds in increasing order
+    found = sorted(found, key=lambda n: (order.index(n.partition("@")[0]), int(n.partition("@")[2] or 0)))
+    rows += [json.loads((output / name / "results.json").read_text()) for name in found]
+    for row in rows if args.sampled_readout else []:  # evaluated once per model, cached in its results file
+        if "metrics_sampled" not in row:
+            recommender, tokenizer, results = model_dirs(row, demo, output)
+            row["metrics_sampled"] = evaluate_sampled(recommender, tokenizer, data, device)
+            write_json(results, row)
     body = table(rows)
     print(body)
     seeds = seeds_table(rows, demo, data, output, args.baselines_json, device)
@@ -236,7 +325,10 @@ def main() -> None:
         body += (
             "\n\nML-100K (943 users), the split and stage-1 tokenizer of `runs/demo`; each row changes one thing "
             "against the reference and trains stage 2 for 2,000 steps (batch 16, tiny Llama backbone), keeping the "
-            "best of 4 validations; test: fast path, x₀ read-out, guidance 1, full ranking.\n\n"
+            "best of 4 validations; test: fast path, x₀ read-out, guidance 1, full ranking. Rows that retrain stage 1 "
+            "do so on the same collaborative features with the demo's tokenizer settings but the one switch. Metrics "
+            "are means over the stage-2 seeds listed (NDCG@10 with its standard deviation); the last column divides "
+            "by the reference's mean over the same seeds.\n\n"
         )
         names = [row["name"] for row in rows[1:]]
         body += provenance(

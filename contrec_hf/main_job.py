@@ -25,7 +25,7 @@ from .retrieval import latent_scores
 from .saving import atomic_directory
 from .utils import write_json
 
-__all__ = ["run_main_job"]
+__all__ = ["contrec_metrics", "contrec_scorer", "run_main_job"]
 
 
 class _Stages:
@@ -48,14 +48,25 @@ class _Stages:
         return result
 
 
+def contrec_scorer(pipe, full_path: bool, readout: str = "x0", guidance_scale: float = 1.0, **read_out_kwargs):
+    """ContRec as a scorer of :func:`~contrec_hf.evaluation.evaluate_scorer`: histories → ``[batch, num_items]``
+    cosine scores of the preference latent (fast path: ``<pref>`` right after the history; full path: the generated
+    text first). ``readout``, ``guidance_scale`` and ``read_out_kwargs`` go to the pipeline's ``read_out``; the
+    default is the main job's: the x₀ estimate at guidance 1."""
+
+    @torch.no_grad()
+    def scorer(batch: list[list[int]]) -> torch.Tensor:
+        condition = pipe.generate_and_encode(batch)[0] if full_path else pipe.encode_histories(batch)
+        latents = pipe.read_out(condition, readout, guidance_scale=guidance_scale, **read_out_kwargs)
+        return latent_scores(latents, pipe.catalog.latents)
+
+    return scorer
+
+
 @torch.no_grad()
 def contrec_metrics(pipe, data: SequentialDataset, split: str, full_path: bool, batch_size: int = 64) -> dict:
     """ContRec through the shared evaluator (history masking, non-finite check), x₀ read-out."""
-
-    def scorer(batch: list[list[int]]) -> torch.Tensor:
-        condition = pipe.generate_and_encode(batch)[0] if full_path else pipe.encode_histories(batch)
-        return latent_scores(pipe.recommender.predict_x0(condition, 1.0), pipe.catalog.latents)
-
+    scorer = contrec_scorer(pipe, full_path)
     histories, targets = data.split(split)
     return evaluate_scorer(scorer, histories, targets, data.num_items, batch_size=batch_size, progress=False).metrics
 

@@ -32,7 +32,7 @@ from safetensors import SafetensorError
 
 from .errors import CheckpointError
 
-__all__ = ["AtomicSaveMixin", "SafeLoadMixin", "atomic_directory", "load_guard", "local_folder"]
+__all__ = ["AtomicSaveMixin", "SafeLoadMixin", "atomic_directory", "load_guard", "local_folder", "own_aligned_memory"]
 
 # Files the library writes and therefore replaces on overwrite; anything else in the old folder is carried over.
 OWNED_PATTERNS = (
@@ -180,7 +180,21 @@ class SafeLoadMixin:
             raise CheckpointError(f"{local} is not a saved {cls.__name__}: config.json is missing")
         kwargs.setdefault("use_safetensors", True)
         with load_guard(pretrained_model_name_or_path):
-            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            return own_aligned_memory(super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs))
+
+
+def own_aligned_memory(module):
+    """Give every CPU parameter and buffer of ``module`` that does not start on a 64-byte boundary its own copy
+    (returns ``module``).
+
+    Loaded weights may point into the memory-mapped safetensors file at any offset, and the BLAS kernels for a
+    single row (GEMV) round differently by alignment: without the copy a reloaded model's outputs for a batch of
+    one differ from the saved model's in the last bit. Freshly allocated tensors start on 64-byte boundaries.
+    """
+    for tensor in [*module.parameters(), *module.buffers()]:
+        if tensor.device.type == "cpu" and tensor.data_ptr() % 64:
+            tensor.data = tensor.data.clone()
+    return module
 
 
 def local_folder(name_or_path: str | os.PathLike, subfolder: str = "") -> Path | None:

@@ -42,18 +42,20 @@ print(json.dumps(recommend_all(ContRecDiffusionPipeline.from_pretrained(sys.argv
 
 
 def recommend_all(pipe) -> dict:
-    """``{scheduler: {readout: (item_ids, scores, latents)}}`` with fixed generators, as plain lists."""
+    """``{scheduler: {readout and batch: (item_ids, scores, latents)}}`` with fixed generators, as plain lists.
+    Batches: all of ``HISTORIES``, and one user with one history item (every matrix product then has one row)."""
     original, results = pipe.scheduler, {}
     for scheduler_class in SCHEDULERS:
         pipe.scheduler = scheduler_class.from_config(original.config)
         for readout in ("sample", "x0"):
-            out = pipe(HISTORIES, num_inference_steps=7, top_k=4, readout=readout, guidance_scale=1.5,
-                       generator=torch.Generator().manual_seed(11))  # fmt: skip
-            results.setdefault(scheduler_class.__name__, {})[readout] = [
-                out.item_ids,
-                out.scores.tolist(),
-                out.latents.tolist(),
-            ]
+            for histories in (HISTORIES, HISTORIES[1:2]):
+                out = pipe(histories, num_inference_steps=7, top_k=4, readout=readout, guidance_scale=1.5,
+                           generator=torch.Generator().manual_seed(11))  # fmt: skip
+                results.setdefault(scheduler_class.__name__, {})[f"{readout}, {len(histories)} users"] = [
+                    out.item_ids,
+                    out.scores.tolist(),
+                    out.latents.tolist(),
+                ]
     pipe.scheduler = original
     return results
 
@@ -69,8 +71,9 @@ def pipe():
 def test_identical_across_calls_save_load_and_processes(pipe, tmp_path):
     here = recommend_all(pipe)
     assert here == recommend_all(pipe)  # bitwise: the lists hold the exact float values
-    samples = {tuple(map(tuple, here[name]["sample"][0])) for name in here}
-    assert len(samples) > 1 or here["DDPMScheduler"]["sample"][2] != here["DDPMScheduler"]["x0"][2]
+    samples = {tuple(map(tuple, here[name]["sample, 3 users"][0])) for name in here}
+    ddpm = here["DDPMScheduler"]
+    assert len(samples) > 1 or ddpm["sample, 3 users"][2] != ddpm["x0, 3 users"][2]
     pipe.save_pretrained(tmp_path / "pipe")
     assert recommend_all(ContRecDiffusionPipeline.from_pretrained(tmp_path / "pipe")) == here
     env = {**os.environ, "PYTHONHASHSEED": "123"}  # a different hash seed: set/dict order must not matter

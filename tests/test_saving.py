@@ -168,3 +168,18 @@ def test_partials_of_live_processes_are_kept(tmp_path):
     with atomic_directory(tmp_path / "model") as tmp:
         (tmp / "config.json").write_text("{}")
     assert live.is_dir()
+
+
+def test_own_aligned_memory_copies_only_misaligned_tensors():
+    from contrec_hf.saving import own_aligned_memory
+
+    module = torch.nn.Linear(3, 5)
+    storage = torch.arange(40, dtype=torch.float32)
+    module.weight.data = storage[1:16].view(5, 3)  # 4 bytes past an aligned start, like a weight in an mmapped file
+    module.register_buffer("steps", torch.zeros(7))
+    aligned = {name: t.data_ptr() for name, t in [("bias", module.bias), ("steps", module.steps)]}
+    assert module.weight.data_ptr() % 64 != 0
+    assert own_aligned_memory(module) is module
+    assert module.weight.data_ptr() % 64 == 0 and torch.equal(module.weight, storage[1:16].view(5, 3))
+    assert module.weight.data_ptr() != storage[1:].data_ptr()  # its own copy
+    assert {"bias": module.bias.data_ptr(), "steps": module.steps.data_ptr()} == aligned  # untouched

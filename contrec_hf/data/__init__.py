@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import DatasetNotFoundError
 from .amazon import load_amazon2014, load_amazon2023
+from .cold_start import ColdStartSplit, cold_start_split
 from .generic import load_table
 from .interactions import Interactions, build_interactions
 from .movielens import load_movielens_1m, load_movielens_100k
@@ -64,11 +65,13 @@ def load_sequential_dataset(
 __all__ = [
     "LOADERS",
     "PRESETS",
+    "ColdStartSplit",
     "Interactions",
     "Preset",
     "SequentialDataset",
     "apply_preset",
     "build_interactions",
+    "cold_start_split",
     "leave_one_out",
     "load_amazon2014",
     "load_amazon2023",

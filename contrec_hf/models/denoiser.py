@@ -67,12 +67,6 @@ def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torc
     return x * (1 + scale) + shift
 
 
-def _apply(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """`layer(x)`, a single row run as two identical rows and sliced back: the BLAS one-row (GEMV) kernel rounds
-    differently depending on memory alignment, so a reloaded model would differ in the last bit."""
-    return layer(x.expand(2, -1))[:1] if x.shape[0] == 1 else layer(x)
-
-
 class _AdaLNBlock(nn.Module):
     """x + gate · MLP(LN(x)·(1 + scale) + shift), with (shift, scale, gate) from the conditioning vector."""
 
@@ -168,11 +162,11 @@ class ContRecDenoiser(ModelMixin, ConfigMixin):
 
     def embed_timesteps(self, timestep: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """TimestepEmbedding(t): `[N]` → `[N, hidden_dim]`, the first term of [`embed`]."""
-        return _apply(self.time_embedding, self.time_proj(timestep).to(dtype))
+        return self.time_embedding(self.time_proj(timestep).to(dtype))
 
     def embed_conditions(self, condition: torch.Tensor) -> torch.Tensor:
         """proj(c): `[N, condition_dim]` → `[N, hidden_dim]`, the second term of [`embed`]."""
-        return _apply(self.condition_proj, condition)
+        return self.condition_proj(condition)
 
     def modulate(self, embedding: torch.Tensor) -> torch.Tensor:
         """Every adaLN modulation of one forward pass from e = [`embed`]: `[N, modulation_dim]`.
@@ -182,7 +176,7 @@ class ContRecDenoiser(ModelMixin, ConfigMixin):
         """
         hidden = F.silu(embedding)  # the SiLU every modulation starts with, computed once
         layers = [block.modulation[1] for block in self.blocks] + [self.final_modulation[1]]
-        return torch.cat([_apply(layer, hidden) for layer in layers], dim=-1)
+        return torch.cat([layer(hidden) for layer in layers], dim=-1)
 
     def forward(
         self,

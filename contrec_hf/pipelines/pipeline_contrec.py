@@ -202,6 +202,27 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
             condition, self.scheduler, num_inference_steps, guidance_scale, generator, progress_bar=self.progress_bar
         )
 
+    def read_out(
+        self,
+        condition: torch.Tensor,
+        readout: str = "x0",
+        num_inference_steps: int = 50,
+        guidance_scale: float = 3.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_samples: int = 8,
+    ) -> torch.Tensor:
+        """The preference latent `[batch, latent_dim]` of each condition row `[batch, hidden]`: the x₀ estimate
+        (`"x0"`), one diffusion sample (`"sample"`) or the mean of `num_samples` samples (`"mean"`)."""
+        if readout not in READOUTS:
+            raise InputError(f"readout must be one of {READOUTS}, got {readout!r}")
+        if readout == "x0":
+            return self.recommender.predict_x0(condition, guidance_scale)
+        if readout == "sample":
+            return self.denoise(condition, num_inference_steps, guidance_scale, generator)
+        repeated = condition.repeat_interleave(num_samples, 0)
+        samples = self.denoise(repeated, num_inference_steps, guidance_scale, generator)
+        return samples.view(condition.shape[0], num_samples, -1).mean(1)
+
     # -------------------------------------------------------------------------------------- __call__
     @torch.no_grad()
     def __call__(
@@ -262,14 +283,7 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
         else:
             condition = self.encode_histories(indices)
         # 2. The preference latent.
-        if readout == "x0":
-            latents = self.recommender.predict_x0(condition, guidance_scale)
-        elif readout == "mean":
-            repeated = condition.repeat_interleave(num_samples, 0)
-            samples = self.denoise(repeated, num_inference_steps, guidance_scale, generator)
-            latents = samples.view(condition.shape[0], num_samples, -1).mean(1)
-        else:
-            latents = self.denoise(condition, num_inference_steps, guidance_scale, generator)
+        latents = self.read_out(condition, readout, num_inference_steps, guidance_scale, generator, num_samples)
         # 3. Retrieval: latent (+ text) scores, history masked, top-K (exact, or from the approximate index).
         text_weight = self.config.text_weight if text_weight is None else text_weight
         masked = indices if exclude_history else None

@@ -182,8 +182,8 @@ def test_sampling_modulations_match_the_per_step_passes(guidance_scale, text_tok
             torch.testing.assert_close(
                 model.guided_prediction(x, t, condition, guidance_scale, plan[i]),
                 model.guided_prediction(x, t, condition, guidance_scale),
-                rtol=1e-5,
-                atol=1e-6,
+                rtol=1e-4,  # one null-condition row per step (GEMV) against all steps at once (GEMM): rounding only
+                atol=1e-5,
             )
         assert model.sampling_modulations(timesteps, condition, guidance_scale, max_bytes=1) is None
 

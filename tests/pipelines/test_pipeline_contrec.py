@@ -9,7 +9,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 
-from contrec_hf.errors import CheckpointError, DataError
+from contrec_hf.errors import CheckpointError, DataError, InputError
 from contrec_hf.pipelines import ContRecCatalog, ContRecDiffusionPipeline
 
 SWAPS = [DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler]
@@ -49,6 +49,23 @@ def test_same_generator_same_recommendations_and_readouts(pipe):
     a, b = call(pipe, readout="x0"), call(pipe, readout="x0", generator=torch.Generator().manual_seed(5))
     assert torch.equal(a.latents, b.latents)  # deterministic read-out
     assert call(pipe, readout="mean", num_samples=3).latents.shape == (2, 16)
+
+
+def test_read_out_of_a_condition(pipe):
+    condition = pipe.encode_histories([[0, 1, 2], [6], [3, 4]])  # [3, hidden]
+    x0 = pipe.read_out(condition, "x0", guidance_scale=2.0)
+    assert torch.equal(x0, pipe.recommender.predict_x0(condition, 2.0))
+    # the mean of N samples is the mean of the samples drawn for the condition repeated N times, row by row
+    mean = pipe.read_out(condition, "mean", 4, 1.5, torch.Generator().manual_seed(3), num_samples=5)
+    samples = pipe.denoise(condition.repeat_interleave(5, 0), 4, 1.5, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(mean, samples.view(3, 5, -1).mean(1))
+    assert not torch.allclose(mean[0], samples[0])  # a mean, not the first sample
+    one = pipe.read_out(condition, "sample", 4, 1.5, torch.Generator().manual_seed(3))
+    assert one.shape == (3, 16) and torch.equal(
+        one, pipe.read_out(condition, "sample", 4, 1.5, torch.Generator().manual_seed(3))
+    )
+    with pytest.raises(InputError, match="readout"):
+        pipe.read_out(condition, "median")
 
 
 @pytest.mark.parametrize("scheduler_class", SWAPS, ids=lambda c: c.__name__)

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from ...errors import ContRecError, DatasetNotFoundError
+from ...saving import own_aligned_memory
 
 __all__ = ["apply_lora", "load_causal_lm", "smollm2_gguf"]
 
@@ -48,7 +49,7 @@ def load_causal_lm(path_or_id: str, gguf_file: str | None = None, dtype: torch.d
     kwargs = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path_or_id, **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(path_or_id, dtype=dtype, **kwargs)
+        model = own_aligned_memory(AutoModelForCausalLM.from_pretrained(path_or_id, dtype=dtype, **kwargs))
     except (OSError, ValueError) as err:
         raise ContRecError(f"cannot load the causal LM {path_or_id!r}: {err}") from err
     if gguf_file or getattr(model.config, "quantization_config", None) is not None:
