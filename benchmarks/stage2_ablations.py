@@ -1,15 +1,18 @@
 """The paper's ablations of the recommender, each trained the way the main job trains ContRec, on its split.
 
-Reproduce (after `make demo`, which writes runs/demo; ~11 min per variant on a 2-core CPU):
-    python benchmarks/stage2_ablations.py --demo runs/demo --variants vq-tokens regression-head dispersive-off \
-        dispersive-flipped seed-1 seed-2 text-features --write-docs
+Reproduce (after `make demo`, which writes runs/demo; ~11 min per variant on a 2-core CPU, nothing else running):
+    python benchmarks/stage2_ablations.py --demo runs/demo --variants seed-1 seed-2 vq-tokens no-sigma-sampling \
+        no-feature-masking shared-encoder regression-head regression-head@1 regression-head@2 dispersive-off \
+        dispersive-flipped epsilon text-features hybrid-features steps-6000 regression-head-steps-6000 \
+        --sampled-readout --write-docs
 
 Every variant trains stage 2 for the main job's 2,000 steps with its validation schedule (500 users every 500 steps,
-best checkpoint kept), from runs/demo's stage-1 tokenizer unless it replaces the tokenizer, and with one change
-against the main job's settings. Its best model is then evaluated like the main job's ContRec row: fast path, x₀
-read-out, guidance 1, all users, leave-one-out, full ranking, history masked. Results are cached per variant under
-`--output`; a variant whose results exist is not retrained (`--retrain` forces it). The table lists every variant
-with results, against the main job's own model (`runs/demo/recommender`), evaluated here the same way.
+best checkpoint kept) unless it changes the schedule, from runs/demo's stage-1 tokenizer unless it replaces the
+tokenizer, and with one change against the main job's settings (the last variant combines two). Its best model is
+then evaluated like the main job's ContRec row: fast path, x₀ read-out, guidance 1, all users, leave-one-out, full
+ranking, history masked. Results are cached per variant under `--output`; a variant whose results exist is not
+retrained (`--retrain` forces it). The table lists every variant with results, against the main job's own model
+(`runs/demo/recommender`), evaluated here the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import traceback
 from pathlib import Path
 
 import torch
-from _report import command_line, parse_device, provenance, write_section
+from _report import IMAGES, command_line, parse_device, provenance, write_section
 from diffusers import DDIMScheduler
 
 from contrec_hf.data import SequentialDataset
@@ -78,8 +81,22 @@ VARIANTS: dict[str, tuple[str, dict, str | dict | None, int]] = {
     "hybrid-features": ("hybrid item features (collaborative ⊕ text)", {}, "runs/tokenizer-hybrid", 0),
     "seed-1": ("the reference, stage-2 seed 1", {}, None, 1),
     "seed-2": ("the reference, stage-2 seed 2", {}, None, 2),
+    "steps-6000": ("3× the schedule: 6,000 stage-2 steps (validated every 1,000)", {}, None, 0),
+    "regression-head-steps-6000": (
+        "two changes: the regression head and 6,000 steps (validated every 1,000)",
+        {"regression_head": True},
+        None,
+        0,
+    ),
+}
+# The main job's stage-2 schedule, and the variants that change it.
+SCHEDULE = {"max_steps": 2000, "eval_steps": 500, "save_steps": 250, "eval_users": 500}
+SCHEDULES = {
+    "steps-6000": {"max_steps": 6000, "eval_steps": 1000, "save_steps": 500},
+    "regression-head-steps-6000": {"max_steps": 6000, "eval_steps": 1000, "save_steps": 500},
 }
 METRICS = ("hr@10", "ndcg@10", "ndcg@20", "mrr")
+BASELINE_NAMES = {"sasrec": "SASRec-CE", "pop": "Popularity"}  # `baselines_ml100k.py --json` keys
 
 
 def retrained_tokenizer(name: str, switches: dict, demo: Path, data: SequentialDataset, output: Path) -> Path:
@@ -159,7 +176,7 @@ def seeds_table(rows: list[dict], demo: Path, data, output: Path, baselines: Pat
     }
     if baselines is not None:
         for name, results in json.loads(baselines.read_text()).items():
-            models[{"sasrec": "SASRec-CE", "pop": "Popularity"}.get(name, name)] = [r["test"] for r in results]
+            models[BASELINE_NAMES.get(name, name)] = [r["test"] for r in results]
     lines = [
         "| model | seeds | test HR@10 | test NDCG@10 | test NDCG@20 | test MRR |",
         "|---|---:|---:|---:|---:|---:|",
@@ -201,8 +218,8 @@ def run_variant(name: str, demo: Path, data: SequentialDataset, output: Path, re
         tokenizer_dir = retrained_tokenizer(base, tokenizer, demo, data, output)
     else:
         tokenizer_dir = Path(tokenizer or demo / "tokenizer")
-    args = RecommenderTrainingArguments(output_dir=str(output / name / "training"), max_steps=2000, eval_steps=500,
-                                        save_steps=250, eval_users=500, seed=seed)  # fmt: skip
+    schedule = {**SCHEDULE, **SCHEDULES.get(base, {})}
+    args = RecommenderTrainingArguments(output_dir=str(output / name / "training"), seed=seed, **schedule)
     started = time.perf_counter()
     run_recommender_stage(data, tokenizer_dir, args, config_overrides=overrides, progress=False)
     seconds = time.perf_counter() - started
@@ -233,12 +250,53 @@ def reference(demo: Path, data: SequentialDataset, output: Path, device) -> dict
     return json.loads(results.read_text())
 
 
-def table(rows: list[dict]) -> str:
-    """One line per variant: means over its seeds (test NDCG@10 with its spread), against the reference's mean over
-    the same seeds (every variant's seeds must be among the reference's)."""
+def grouped(rows: list[dict]) -> dict[str, list[dict]]:
+    """The results of each variant (its stage-2 seeds), variants in the order of ``rows``."""
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(group_of(row["name"]), []).append(row)
+    return groups
+
+
+def plot(rows: list[dict], baselines: Path | None, path: Path) -> None:
+    """Test NDCG@10 of every variant (x₀ read-out and, where measured, the mean of 8 samples), mean ± std over its
+    stage-2 seeds, against the baselines' means."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = grouped(rows)
+    names = list(groups)[::-1]  # the reference on top
+    positions = torch.arange(len(names), dtype=torch.float64)
+    fig, ax = plt.subplots(figsize=(8, 0.42 * len(names) + 1.4))
+    bars = [("x₀ read-out (the default)", "metrics", 0.2)]
+    if all("metrics_sampled" in r for r in rows):
+        bars.append(("mean of 8 DDIM-20 samples, w = 3", "metrics_sampled", -0.2))
+    for label, key, offset in bars:
+        values = [[r[key]["test"]["ndcg@10"] if key == "metrics" else r[key]["ndcg@10"] for r in groups[n]]
+                  for n in names]  # fmt: skip
+        means = [statistics.mean(v) for v in values]
+        spreads = [statistics.pstdev(v) if len(v) > 1 else float("nan") for v in values]  # no bar for one seed
+        ax.barh(positions + offset, means, height=0.38, xerr=spreads, capsize=2, label=label)
+    if baselines is not None:
+        for (name, results), style in zip(json.loads(baselines.read_text()).items(), ("--", ":"), strict=False):
+            mean = statistics.mean(r["test"]["ndcg@10"] for r in results)
+            label = f"{BASELINE_NAMES.get(name, name)} (mean over seeds)"
+            ax.axvline(mean, color="black", linestyle=style, linewidth=1, label=label)
+    ax.set_yticks(positions.tolist(), names)
+    ax.set_xlabel("test NDCG@10 (ML-100K, leave-one-out, full ranking)")
+    ax.set_title("The paper's ablations: one change at a time")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def table(rows: list[dict]) -> str:
+    """One line per variant: means over its seeds (test NDCG@10 with its spread), against the reference's mean over
+    the same seeds (every variant's seeds must be among the reference's)."""
+    groups = grouped(rows)
 
     def mean(group: list[dict], key) -> float:
         return statistics.mean(key(r) for r in group)
@@ -300,7 +358,7 @@ def main() -> None:
     demo, output = Path(args.demo), Path(args.output)
     data = SequentialDataset.load(demo / "data")
     for name in args.variants:
-        print(f"== {name}: {VARIANTS[name][0]}", flush=True)
+        print(f"== {name}: {VARIANTS[name.partition('@')[0]][0]}", flush=True)
         try:
             run_variant(name, demo, data, output, args.retrain, device)
         except Exception:  # report and go on with the other variants
@@ -324,16 +382,20 @@ def main() -> None:
     if args.write_docs:
         body += (
             "\n\nML-100K (943 users), the split and stage-1 tokenizer of `runs/demo`; each row changes one thing "
-            "against the reference and trains stage 2 for 2,000 steps (batch 16, tiny Llama backbone), keeping the "
-            "best of 4 validations; test: fast path, x₀ read-out, guidance 1, full ranking. Rows that retrain stage 1 "
-            "do so on the same collaborative features with the demo's tokenizer settings but the one switch. Metrics "
-            "are means over the stage-2 seeds listed (NDCG@10 with its standard deviation); the last column divides "
-            "by the reference's mean over the same seeds.\n\n"
+            "against the reference (the last rows' names say otherwise) and trains stage 2 for 2,000 steps "
+            "(batch 16, tiny Llama backbone), keeping the best of 4 validations (6,000-step rows: the best of 6); "
+            "test: fast path, x₀ read-out, guidance 1, full ranking. Rows that retrain stage 1 do so on the same "
+            "collaborative features with the demo's tokenizer settings but the one switch. Metrics are means over "
+            "the stage-2 seeds listed (NDCG@10 with its standard deviation); the last column divides by the "
+            "reference's mean over the same seeds.\n\n"
         )
+        IMAGES.mkdir(parents=True, exist_ok=True)
+        plot(rows, args.baselines_json, IMAGES / "stage2_ablations.png")
+        body += "![test NDCG@10 of every variant](img/stage2_ablations.png)\n\n"
         names = [row["name"] for row in rows[1:]]
-        body += provenance(
-            command_line("stage2_ablations.py", ["--demo", args.demo, "--variants", *names, "--write-docs"]), device
-        )
+        sampled = ["--sampled-readout"] if args.sampled_readout else []
+        command = ["--demo", args.demo, "--variants", *names, *sampled, "--write-docs"]
+        body += provenance(command_line("stage2_ablations.py", command), device)
         write_section("stage2_ablations", body, "The paper's ablations: one change at a time")
         extra = ["--baselines-json", str(args.baselines_json)] if args.baselines_json else []
         seeds += "\n\n" + provenance(

@@ -57,8 +57,7 @@ def cold_start_split(data: SequentialDataset, fraction: float = 0.2, *, seed: in
 
     Example:
         ```python
-        >>> from contrec_hf.data import load_sequential_dataset
-        >>> from contrec_hf.data import cold_start_split
+        >>> from contrec_hf.data import cold_start_split, load_sequential_dataset
         >>> split = cold_start_split(load_sequential_dataset("ml-100k"), 0.2, seed=0)
         >>> histories, targets = split.data.split("test")
         >>> cold = set(split.cold_items)

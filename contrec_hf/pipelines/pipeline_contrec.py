@@ -211,8 +211,9 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
         generator: torch.Generator | list[torch.Generator] | None = None,
         num_samples: int = 8,
     ) -> torch.Tensor:
-        """The preference latent `[batch, latent_dim]` of each condition row `[batch, hidden]`: the x₀ estimate
-        (`"x0"`), one diffusion sample (`"sample"`) or the mean of `num_samples` samples (`"mean"`)."""
+        """The preference latent `[batch, latent_dim]` of each condition row `[batch, condition_dim]` (from
+        [`encode_histories`] or [`generate_and_encode`]): the x₀ estimate (`"x0"`), one diffusion sample
+        (`"sample"`) or the mean of `num_samples` samples (`"mean"`); the arguments are those of `__call__`."""
         if readout not in READOUTS:
             raise InputError(f"readout must be one of {READOUTS}, got {readout!r}")
         if readout == "x0":
