@@ -1,6 +1,7 @@
 """The paper's ablations of the recommender, each trained the way the main job trains ContRec, on its split.
 
-Reproduce (after `make demo`, which writes runs/demo; ~11 min per variant on a 2-core CPU, nothing else running):
+Reproduce (after `make demo`, which writes runs/demo; ~11 min per 2,000-step variant, 30-50 min per
+6,000-step one, on a 2-core CPU with nothing else running):
     python benchmarks/stage2_ablations.py --demo runs/demo --variants seed-1 seed-2 vq-tokens no-sigma-sampling \
         no-feature-masking shared-encoder regression-head regression-head@1 regression-head@2 dispersive-off \
         dispersive-flipped epsilon text-features hybrid-features steps-6000 regression-head-steps-6000 \
@@ -91,10 +92,8 @@ VARIANTS: dict[str, tuple[str, dict, str | dict | None, int]] = {
 }
 # The main job's stage-2 schedule, and the variants that change it.
 SCHEDULE = {"max_steps": 2000, "eval_steps": 500, "save_steps": 250, "eval_users": 500}
-SCHEDULES = {
-    "steps-6000": {"max_steps": 6000, "eval_steps": 1000, "save_steps": 500},
-    "regression-head-steps-6000": {"max_steps": 6000, "eval_steps": 1000, "save_steps": 500},
-}
+LONG_SCHEDULE = {"max_steps": 6000, "eval_steps": 1000, "save_steps": 500}
+SCHEDULES = {"steps-6000": LONG_SCHEDULE, "regression-head-steps-6000": LONG_SCHEDULE}
 METRICS = ("hr@10", "ndcg@10", "ndcg@20", "mrr")
 BASELINE_NAMES = {"sasrec": "SASRec-CE", "pop": "Popularity"}  # `baselines_ml100k.py --json` keys
 
