@@ -133,7 +133,7 @@ def test_lora_training_saves_a_loadable_merged_best_model(cyclic_dataset, tmp_pa
     assert not any("lora" in name for name, _ in loaded.named_parameters())
 
 
-def test_text_config_override_resizes_the_tiny_backbone(cyclic_dataset):
+def test_text_config_override_resizes_the_tiny_backbone(cyclic_dataset, tmp_path):
     from tiny import OVERRIDES, tiny_features, tiny_tokenizer
 
     from contrec_hf.errors import ConfigError
@@ -147,6 +147,9 @@ def test_text_config_override_resizes_the_tiny_backbone(cyclic_dataset):
     assert (config.hidden_size, config.intermediate_size, config.num_hidden_layers) == (48, 37, 3)
     assert config.num_key_value_heads == 2 and config.vocab_size == len(text_tok)  # the rest stays tiny's
     assert model.get_input_embeddings().weight.shape[1] == 48
+    model.save_pretrained(tmp_path / "resized")
+    loaded = ContRecForRecommendation.from_pretrained(tmp_path / "resized")
+    assert loaded.config.text_config.num_hidden_layers == 3 and loaded.get_input_embeddings().weight.shape[1] == 48
     for bad, message in [
         ({"vocab_size": 99}, "vocab_size"),
         ({"hidden_size": "wide"}, "hidden_size"),
