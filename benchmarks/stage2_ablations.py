@@ -1,7 +1,7 @@
 """The paper's ablations of the recommender, each trained the way the main job trains ContRec, on its split.
 
-Reproduce (after `make demo`, which writes runs/demo; ~11 min per 2,000-step variant (backbone-4x256: ~30,
-history-50: ~20), 30-50 min per 6,000-step one, on a 2-core CPU with nothing else running):
+Reproduce (after `make demo`, which writes runs/demo; ~11 min per 2,000-step variant (backbone-4x256: ~36,
+history-50: ~29), 30-50 min per 6,000-step one, on a 2-core CPU with nothing else running):
     python benchmarks/stage2_ablations.py --demo runs/demo --variants seed-1 seed-2 vq-tokens no-sigma-sampling \
         no-feature-masking shared-encoder regression-head regression-head@1 regression-head@2 dispersive-off \
         dispersive-flipped epsilon text-features hybrid-features steps-6000 regression-head-steps-6000 \

@@ -39,13 +39,13 @@ def check_stage2_options(backbone: str = "tiny", lora: bool = False, config_over
         fixed = sorted({"vocab_size", "pad_token_id", "model_type"} & set(text_overrides))
         if fixed:
             raise ConfigError(f"config_overrides['text_config'] cannot set {fixed}: the text tokenizer decides them")
-        overrides["text_config"] = {**tiny_text_config(), **text_overrides}
+        overrides["text_config"] = tiny_text_config(text_overrides)
     ContRecConfig(**overrides)  # a cheap config object: wrong types, ranges, unknown options
 
 
-def tiny_text_config() -> dict[str, Any]:
-    """The tiny backbone's Llama settings (`TINY_LLAMA`), before its vocabulary is known."""
-    return dict(ContRecConfig.sub_configs_defaults["text_config"].init_kwargs, model_type="llama")
+def tiny_text_config(changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The tiny backbone's Llama settings (`TINY_LLAMA`) with ``changes``, before its vocabulary is known."""
+    return {**ContRecConfig.sub_configs_defaults["text_config"].init_kwargs, "model_type": "llama", **(changes or {})}
 
 
 def load_stage1(tokenizer_dir: str | Path, data: SequentialDataset) -> tuple[ContRecTokenizer, ItemFeatures]:
@@ -90,7 +90,7 @@ def prepare_recommender(
     texts = [INSTRUCTION, *data.items["title"].tolist(), *data.items["category"].tolist()]
     texts.append(" The user may prefer (similar) items, like History: Answer:")
     text_tokenizer = train_text_tokenizer(texts, vocab_size=vocab_size)
-    text = {**tiny_text_config(), **overrides.pop("text_config", {})}
+    text = tiny_text_config(overrides.pop("text_config", None))
     text["vocab_size"] = len(text_tokenizer)
     text["pad_token_id"] = text_tokenizer.pad_token_id
     config = ContRecConfig(text_config=text, item_tokenizer_config=item_tokenizer.config.to_dict(), **overrides)
