@@ -20,6 +20,7 @@ from .baselines import run_baseline
 from .data import SequentialDataset, load_sequential_dataset
 from .errors import ConfigError, ContRecError
 from .evaluation import compute_metrics, evaluate_scorer, format_metrics_table, mask_history, target_ranks
+from .features import CollaborativeConfig
 from .features.store import KINDS as FEATURE_KINDS
 from .retrieval import latent_scores
 from .saving import atomic_directory
@@ -112,7 +113,7 @@ def _plots(output: Path, log_rows: list[dict], sweep: list[dict]) -> list[str]:
     names = []
     steps = [r["step"] for r in log_rows]
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for key in ("loss", "lm_loss", "diffusion_loss", "dispersive_loss", "history_diffusion_loss"):
+    for key in ("loss", "lm_loss", "diffusion_loss", "dispersive_loss", "history_diffusion_loss", "ranking_loss"):
         if all(key in r for r in log_rows):
             ax.plot(steps, [r[key] for r in log_rows], marker="o", label=key)
     ax.set_xlabel("step"), ax.set_title("training losses (mean over each validation interval)"), ax.legend()
@@ -155,7 +156,13 @@ def run_main_job(
 
     from .models import ContRecForRecommendation
     from .pipelines import ContRecDiffusionPipeline, build_pipeline
-    from .training import RecommenderTrainingArguments, load_stage1, run_recommender_stage, run_tokenizer_stage
+    from .training import (
+        RecommenderTrainingArguments,
+        TokenizerTrainingArguments,
+        load_stage1,
+        run_recommender_stage,
+        run_tokenizer_stage,
+    )
     from .training.stage2 import check_stage2_options
 
     # Refuse bad options before anything is deleted, downloaded or trained.
@@ -181,8 +188,13 @@ def run_main_job(
     stages.run("data", data_stage, log)
     data = SequentialDataset.load(output / "data")
 
-    stages.run("tokenizer", lambda: run_tokenizer_stage(data, features, output / "tokenizer", overwrite=True,
-                                                         progress=progress), log)  # fmt: skip
+    def tokenizer_stage():  # `seed` seeds every random stage: the CF features and the σ-VAE too, not only stage 2
+        run_tokenizer_stage(
+            data, features, output / "tokenizer", overwrite=True, progress=progress,
+            collaborative=CollaborativeConfig(seed=seed), args=TokenizerTrainingArguments(seed=seed),
+        )  # fmt: skip
+
+    stages.run("tokenizer", tokenizer_stage, log)
 
     def recommender_stage():
         trainer = run_recommender_stage(

@@ -1,4 +1,4 @@
-"""Small helpers shared across the package: seeding and JSON output."""
+"""Small helpers shared across the package: seeding, reproducible gathers and JSON output."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["check_device", "require_positive", "set_seed", "write_json"]
+__all__ = ["check_device", "gather_rows", "require_positive", "set_seed", "write_json"]
 
 
 def require_positive(obj: Any, *names: str) -> None:
@@ -52,6 +52,31 @@ def set_seed(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` with a backward pass that gives the same bits on every run (docs/errors.md, reproducibility).
+
+    Advanced indexing's backward is ``index_put_(accumulate=True)``: on a multi-threaded CPU it adds the gradients of
+    repeated indices in an order that changes from run to run, so two trainings from one seed drift apart (it made
+    LightGCN features, and with them the whole main job, differ between identical runs). ``F.embedding``'s backward
+    accumulates each row in a fixed order: same values, reproducible gradients.
+
+    Args:
+        table (`torch.Tensor` of shape `[num_rows, dim]`): the rows to gather from.
+        index (`torch.LongTensor` of any shape `[*]`): row indices.
+
+    Returns:
+        `torch.Tensor` of shape `[*, dim]`.
+
+    Example:
+        ```python
+        >>> import torch
+        >>> gather_rows(torch.eye(3), torch.tensor([[2, 2], [0, 1]])).shape
+        torch.Size([2, 2, 3])
+        ```
+    """
+    return torch.nn.functional.embedding(index, table)
 
 
 def write_json(path: str | Path, payload: Any) -> Path:

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..data.split import SequentialDataset
 from ..errors import ConfigError, InputError
 from ..evaluation import EvaluationResult, evaluate_scorer
-from ..utils import set_seed
+from ..utils import gather_rows, set_seed
 
 __all__ = [
     "CollaborativeConfig",
@@ -300,9 +300,10 @@ def train_collaborative(
             batch_users, batch_pos = users[batch], items[batch]  # [B], [B]
             batch_neg = _sample_negatives(batch_users, config.num_negatives, data.num_items, known, generator)
             user_emb, item_emb = model()  # [U, dim], [I, dim]
-            u = user_emb[batch_users]  # [B, dim]
-            pos = (u * item_emb[batch_pos]).sum(-1)  # [B]
-            neg = (u.unsqueeze(1) * item_emb[batch_neg]).sum(-1)  # [B, K]
+            # gather_rows, not item_emb[...]: indexing's backward adds repeated rows in a run-dependent order
+            u = gather_rows(user_emb, batch_users)  # [B, dim]
+            pos = (u * gather_rows(item_emb, batch_pos)).sum(-1)  # [B]
+            neg = (u.unsqueeze(1) * gather_rows(item_emb, batch_neg)).sum(-1)  # [B, K]
             bpr = -F.logsigmoid(pos.unsqueeze(1) - neg).mean()  # BPR-Opt (Rendle et al. 2009, Eq. 4)
             reg = (
                 model.user_embedding(batch_users).pow(2).sum(-1).mean()

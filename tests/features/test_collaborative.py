@@ -122,6 +122,20 @@ def test_same_seed_same_embeddings(method):
     assert not torch.equal(first.item_embeddings, other.item_embeddings)
 
 
+def test_same_seed_same_embeddings_on_movielens_with_two_threads(ml100k):
+    # The small fixture above never reaches the sizes where the CPU kernels split work between threads; ML-100K
+    # does (before gather_rows, two calls already differed after one epoch).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        config = CollaborativeConfig(method="lightgcn", max_epochs=2, eval_every=2)
+        first, second = (train_collaborative(ml100k, config, progress=False) for _ in range(2))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(first.item_embeddings, second.item_embeddings)
+    assert torch.equal(first.user_embeddings, second.user_embeddings)
+
+
 def _train_without_selection(data: SequentialDataset, method: str):
     # One evaluation, after the last epoch: the kept embeddings are the last ones whatever validation says.
     config = CollaborativeConfig(method=method, dim=8, batch_size=32, max_epochs=6, eval_every=6, learning_rate=0.05)

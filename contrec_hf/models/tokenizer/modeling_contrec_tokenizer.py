@@ -29,6 +29,7 @@ from transformers.utils import ModelOutput
 
 from ...errors import InputError
 from ...saving import AtomicSaveMixin, SafeLoadMixin
+from ...utils import gather_rows
 from .configuration_contrec_tokenizer import ContRecTokenizerConfig
 
 __all__ = ["ContRecTokenizer", "ContRecTokenizerOutput", "collapse_diagnostics", "effective_rank"]
@@ -216,7 +217,8 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
             self._init_codebooks(z.detach())
         distances = torch.cdist(z.transpose(0, 1), self.codebooks)  # [K, B, C]
         codes = distances.argmin(-1).T  # [B, K]
-        entries = self.codebooks[torch.arange(z.shape[1], device=z.device), codes]  # [B, K, d_z], e_{k, code}
+        offsets = torch.arange(z.shape[1], device=z.device) * self.codebooks.shape[1]  # [K]: codebook k's first row
+        entries = gather_rows(self.codebooks.flatten(0, 1), codes + offsets)  # [B, K, d_z], e_{k, code}
         loss = F.mse_loss(entries, z.detach()) + self.config.commitment_weight * F.mse_loss(z, entries.detach())
         return entries + (z - z.detach()), codes, loss  # the value is exactly e; the gradient goes to z
 
