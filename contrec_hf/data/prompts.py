@@ -190,6 +190,7 @@ class ContRecCollator:
             "attention_mask": attention,
             "labels": labels,
             "item_features": self.item_features[items],  # [placeholder groups, input_dim]
+            "item_ids": items,  # [placeholder groups], catalog indices of those items
         }
         if self.builder.num_user_tokens:
             if self.user_features is None or any(len(entry) < 3 for entry in batch):
@@ -198,5 +199,5 @@ class ContRecCollator:
         targets = [entry[1] for entry in batch]
         if all(t is not None for t in targets):
             out["target_features"] = self.item_features[torch.tensor(targets)]  # [B, input_dim]
-            out["targets"] = torch.tensor(targets)
+            out["target_ids"] = torch.tensor(targets)  # [B]
         return out

@@ -249,7 +249,8 @@ class RecommenderTrainer:
         while self.state["step"] < last and self.state["stale"] < args.patience:
             batch = self._global_batch(self.state["step"])[acc.process_index :: acc.num_processes]
             inputs = self.collator(batch, train=True)
-            inputs.pop("targets", None)
+            if self.model_config.ranking_loss_weight > 0:  # the ranking softmax's item table
+                inputs["catalog_features"] = self.collator.item_features
             inputs = {k: v.to(acc.device) for k, v in inputs.items()}
             out = self.model(**inputs)
             acc.backward(out.loss)
@@ -259,7 +260,7 @@ class RecommenderTrainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
             self.state["step"] += 1
-            parts = ("loss", "lm_loss", "diffusion_loss", "dispersive_loss", "history_diffusion_loss")
+            parts = ("loss", "lm_loss", "diffusion_loss", "dispersive_loss", "history_diffusion_loss", "ranking_loss")
             running.append({k: getattr(out, k).item() for k in parts if getattr(out, k) is not None})
             bar.update(1)
             bar.set_postfix(loss=f"{out.loss.item():.3f}", best=f"{self.state['best_ndcg']:.4f}")

@@ -1,9 +1,11 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from transformers import AutoConfig, AutoModel, BertConfig
 
 import contrec_hf  # noqa: F401 - registers the Auto classes
 from contrec_hf.data.prompts import ContRecCollator, PromptBuilder, train_text_tokenizer
+from contrec_hf.errors import ConfigError, InputError
 from contrec_hf.models import ContRecConfig, ContRecForRecommendation
 from contrec_hf.models.contrec.modeling_contrec import exp_noise_betas
 
@@ -64,7 +66,7 @@ def test_forward_backward_generate_and_round_trip(arch, text_tokenizer, tmp_path
     model = build(arch, text_tokenizer)
     assert model.get_input_embeddings().num_embeddings >= len(text_tokenizer)
     inputs = batch(text_tokenizer, model)
-    inputs.pop("targets")
+    inputs.pop("target_ids")
     out = model(**inputs)
     assert out.condition.shape == (3, 29)
     assert out.lm_loss is not None and out.diffusion_loss is not None and out.dispersive_loss is not None
@@ -95,8 +97,8 @@ def test_forward_backward_generate_and_round_trip(arch, text_tokenizer, tmp_path
         assert torch.isfinite(buffer).all(), name
     eval_inputs = batch(text_tokenizer, model, train=False)
     torch.manual_seed(0)
-    a = model(**{k: v for k, v in eval_inputs.items() if k != "targets"}, return_loss=False)
-    b = back(**{k: v for k, v in eval_inputs.items() if k != "targets"}, return_loss=False)
+    a = model(**{k: v for k, v in eval_inputs.items() if k != "target_ids"}, return_loss=False)
+    b = back(**{k: v for k, v in eval_inputs.items() if k != "target_ids"}, return_loss=False)
     assert torch.allclose(a.condition, b.condition, atol=1e-6)
     assert torch.allclose(a.logits, b.logits, atol=1e-5)
     assert torch.allclose(model.predict_x0(a.condition, 3.0), back.predict_x0(b.condition, 3.0), atol=1e-6)
@@ -106,7 +108,7 @@ def test_fast_path_has_no_response_labels(text_tokenizer):
     model = build("llama", text_tokenizer)
     inputs = batch(text_tokenizer, model, fast=1.0)
     assert (inputs["labels"] == -100).all()
-    inputs.pop("targets")
+    inputs.pop("target_ids")
     out = model(**inputs)
     assert out.lm_loss is None and out.diffusion_loss is not None
     # The last real token of every row is <pref>.
@@ -128,7 +130,7 @@ def test_labels_only_on_the_response(text_tokenizer):
 def test_prediction_types_and_schedules(prediction_type, text_tokenizer):
     model = build("llama", text_tokenizer, prediction_type=prediction_type, noise_schedule="linear")
     inputs = batch(text_tokenizer, model)
-    inputs.pop("targets")
+    inputs.pop("target_ids")
     assert torch.isfinite(model(**inputs).loss)
     assert model.predict_x0(torch.randn(2, 29)).shape == (2, 16)
 
@@ -159,7 +161,7 @@ def test_flipped_dispersive_sign_ablation(text_tokenizer):
     for flip in (False, True):
         model = build("llama", text_tokenizer, flip_dispersive_sign=flip, history_diffusion_weight=0.0)
         inputs = batch(text_tokenizer, model)
-        inputs.pop("targets")
+        inputs.pop("target_ids")
         torch.manual_seed(5)
         losses[flip] = model(**inputs)
     disp = losses[False].dispersive_loss
@@ -216,7 +218,7 @@ def test_exp_schedule_matches_the_method():
 def test_placeholder_count_mismatch(text_tokenizer):
     model = build("llama", text_tokenizer)
     inputs = batch(text_tokenizer, model)
-    inputs.pop("targets")
+    inputs.pop("target_ids")
     inputs["item_features"] = inputs["item_features"][:-1]
     with pytest.raises(ValueError, match="item placeholders but .* items"):
         model(**inputs)
@@ -266,7 +268,7 @@ def test_lora_trains_adapters_heads_and_new_token_rows(text_tokenizer, tmp_path)
     assert not any("item_tokenizer" in n for n in trainable)
     assert not any(n.endswith("mlp.up_proj.weight") for n in trainable)  # the LM itself stays frozen
     inputs = batch(text_tokenizer, model)
-    inputs.pop("targets")
+    inputs.pop("target_ids")
     out = peft_model(**inputs)
     out.loss.backward()
     assert all(p.grad is not None for n, p in peft_model.named_parameters() if "lora_B" in n)
@@ -274,7 +276,7 @@ def test_lora_trains_adapters_heads_and_new_token_rows(text_tokenizer, tmp_path)
     merged.eval()
     merged.save_pretrained(tmp_path)
     back = ContRecForRecommendation.from_pretrained(tmp_path)
-    eval_inputs = {k: v for k, v in batch(text_tokenizer, model, train=False).items() if k != "targets"}
+    eval_inputs = {k: v for k, v in batch(text_tokenizer, model, train=False).items() if k != "target_ids"}
     assert torch.allclose(merged(**eval_inputs, return_loss=False).condition,
                           back(**eval_inputs, return_loss=False).condition, atol=1e-5)  # fmt: skip
     with pytest.raises(ValueError, match="do not exist"):
@@ -293,7 +295,7 @@ def test_user_tokens_on_and_off(user_tokens, text_tokenizer, tmp_path):
     builder = PromptBuilder(TITLES, CATEGORIES, num_item_tokens=2, num_user_tokens=model.config.num_user_tokens)
     collator = ContRecCollator(text_tokenizer, builder, features, user_features=users if user_tokens else None)
     inputs = collator([([0, 1, 2], 3, 4), ([5, 6], 7, 0)])
-    inputs.pop("targets")
+    inputs.pop("target_ids")
     placeholders = int((inputs["input_ids"] == model.config.user_token_id).sum())
     assert placeholders == (2 * 3 if user_tokens else 0)
     assert ("user_features" in inputs) == user_tokens
@@ -330,7 +332,7 @@ def test_from_pretrained_llm_round_trip(text_tokenizer, tmp_path):
     model.eval()
     model.save_pretrained(tmp_path / "contrec")
     back = ContRecForRecommendation.from_pretrained(tmp_path / "contrec")
-    inputs = {k: v for k, v in batch(tokenizer, model, train=False).items() if k != "targets"}
+    inputs = {k: v for k, v in batch(tokenizer, model, train=False).items() if k != "target_ids"}
     a, b = model(**inputs, return_loss=False), back(**inputs, return_loss=False)
     assert torch.allclose(a.condition, b.condition, atol=1e-5)
     with pytest.raises(Exception, match="cannot load the causal LM"):
@@ -341,7 +343,7 @@ def test_from_pretrained_llm_round_trip(text_tokenizer, tmp_path):
 def test_detach_condition_stops_diffusion_gradients_at_the_lm(detach, text_tokenizer):
     model = build("llama", text_tokenizer, detach_condition=detach)
     inputs = batch(text_tokenizer, model, fast=1.0)  # no response: only the diffusion and dispersive losses
-    inputs.pop("targets")
+    inputs.pop("target_ids")
     model(**inputs).loss.backward()
     lm_grad = model.language_model.model.layers[0].mlp.up_proj.weight.grad
     assert (lm_grad is None or not lm_grad.any()) == detach
@@ -359,17 +361,52 @@ def test_history_diffusion_pairs_each_item_end_with_the_next_item():
     inputs = ContRecCollator(tokenizer, builder, features)(samples)
     hidden = torch.randn(*inputs["input_ids"].shape, model.config.text_config.hidden_size)
     targets = model.target_latents(inputs["target_features"])
-    conditions, x0 = model._history_targets(inputs["input_ids"], hidden, inputs["item_features"], targets)
+    conditions, x0, next_ids = model._history_targets(
+        inputs["input_ids"], hidden, inputs["item_features"], targets, inputs["item_ids"], inputs["target_ids"]
+    )
     # The history is cut to the last 4 items: rows hold [0,1,2], [6,7,8,9], [11]; next items follow.
     expected_next = [1, 2, 3, 7, 8, 9, 10, 12]
     assert torch.allclose(x0, model.target_latents(features[expected_next]))
+    assert next_ids.tolist() == expected_next
     ends = inputs["input_ids"] == model.config.item_end_token_id
     assert torch.allclose(conditions, model.condition(hidden[ends]))
 
     model.train()
     torch.manual_seed(0)
-    with_history = model(**{k: v for k, v in inputs.items() if k != "targets"}).loss
+    with_history = model(**{k: v for k, v in inputs.items() if k != "target_ids"}).loss
     model.config.history_diffusion_weight = 0.0
     torch.manual_seed(0)
-    without = model(**{k: v for k, v in inputs.items() if k != "targets"}).loss
+    without = model(**{k: v for k, v in inputs.items() if k != "target_ids"}).loss
     assert with_history > without  # the extra term is a positive MSE, on the same random draws
+
+
+def test_ranking_loss_is_the_catalog_softmax_of_the_x0_read_out(text_tokenizer):
+    """L_rank = CE(cos(x̂₀(c), e_j)/τ) over the catalog, at <pref> and the dense targets; it trains the scores that
+    the x₀ read-out ranks with (its gradient reaches the LM)."""
+    model = build("llama", text_tokenizer, ranking_loss_weight=0.7, ranking_temperature=0.2)
+    inputs = batch(text_tokenizer, model, fast=1.0)
+    catalog = torch.randn(13, 24, generator=torch.Generator().manual_seed(3))  # the batch's own item features
+    with pytest.raises(InputError, match="ranking_loss_weight > 0 needs target_ids and catalog_features"):
+        model(**inputs)
+    model.eval()  # no condition dropout: the loss can be recomputed by hand
+    out = model(**inputs, catalog_features=catalog)
+    table = F.normalize(model.target_latents(catalog), dim=-1)
+    ids = inputs["target_ids"]
+    by_hand = F.cross_entropy(F.normalize(model.predict_x0(out.condition), dim=-1) @ table.T / 0.2, ids)
+    assert out.ranking_loss is not None and out.ranking_loss > 0
+    model.config.history_diffusion_weight = 0.0  # the <pref> targets alone: exactly the formula above
+    alone = model(**inputs, catalog_features=catalog)
+    assert torch.allclose(alone.ranking_loss, by_hand, atol=1e-6)
+    model.train()
+    model(**inputs, catalog_features=catalog).ranking_loss.backward()
+    assert model.language_model.model.layers[0].mlp.up_proj.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    model.config.ranking_loss_weight = 0.0
+    assert model(**inputs).ranking_loss is None  # off: no table needed
+
+
+def test_ranking_loss_settings_are_validated():
+    with pytest.raises(ConfigError, match="ranking_temperature"):
+        ContRecConfig(ranking_temperature=0.0)
+    with pytest.raises(ConfigError, match="ranking_loss_weight"):
+        ContRecConfig(ranking_loss_weight=-1.0)

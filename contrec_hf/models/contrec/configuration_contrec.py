@@ -74,6 +74,14 @@ class ContRecConfig(PreTrainedConfig):
             deterministic input (x_t = 0, t = T − 1) to regress x₀ with the MSE, i.e. a regression head with the
             same network and target; the x₀ read-out then returns its output. Needs `prediction_type="sample"`.
 
+        ranking_loss_weight (`float`, defaults to 0.0): λ_rank, weight of a softmax over the whole catalog on the
+            head's x₀ read-out (the one the pipeline ranks with): L_rank = −log softmax_j(cos(x̂₀, e_j)/τ)[target],
+            e_j the frozen latent of item j, at `<pref>` and (with `history_diffusion_weight` > 0) at every
+            `</item>`. Not in the paper: the strongest diffusion and LLM recommenders rank with such a softmax
+            (DiffuRec, HLLM, E4SRec; docs/method.md). 0 is the paper's MSE-only head. Needs the catalog's
+            features and the target ids in `forward` (the trainer passes them).
+        ranking_temperature (`float`, defaults to 0.07): τ of the ranking softmax (HLLM's initial value).
+
     Example:
         ```python
         >>> from transformers import Qwen2Config
@@ -119,6 +127,8 @@ class ContRecConfig(PreTrainedConfig):
     history_diffusion_weight: float = 1.0
     regression_head: bool = False
     flip_dispersive_sign: bool = False
+    ranking_loss_weight: float = 0.0
+    ranking_temperature: float = 0.07
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -135,9 +145,12 @@ class ContRecConfig(PreTrainedConfig):
         for name in ("condition_dropout", "fast_path_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("lm_loss_weight", "dispersive_loss_weight", "dispersive_temperature", "history_diffusion_weight"):
+        for name in ("lm_loss_weight", "dispersive_loss_weight", "dispersive_temperature", "history_diffusion_weight",
+                     "ranking_loss_weight"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.ranking_temperature <= 0:
+            raise ConfigError(f"ranking_temperature must be > 0, got {self.ranking_temperature}")
         if self.regression_head and self.prediction_type != "sample":
             raise ConfigError(
                 f"regression_head regresses x₀ and needs prediction_type='sample', got {self.prediction_type!r}"

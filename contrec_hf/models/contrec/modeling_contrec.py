@@ -5,7 +5,8 @@ The σ-VAE item tokenizer turns the features of each history item into K continu
 them to the LM's hidden size and they replace the placeholder embeddings of the prompt (a masked scatter, as
 LLaVA splices image features). The LM writes a textual reasoning ending in ``<pref>``; the last-layer hidden
 state h at ``<pref>`` becomes the condition c = proj(h) of a conditional denoiser that generates the next
-item's latent. Loss: L = λ_lm·L_LM + L_diff + λ_disp·L_disp.
+item's latent. Loss: L = λ_lm·L_LM + L_diff + λ_disp·L_disp (+ λ_rank·L_rank, a catalog softmax on the x₀
+read-out; not in the paper).
 """
 
 from __future__ import annotations
@@ -61,12 +62,14 @@ class ContRecOutput(ModelOutput):
     """Output of [`ContRecForRecommendation.forward`].
 
     Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*): λ_lm·L_LM + L_diff + λ_disp·L_disp.
+        loss (`torch.FloatTensor` of shape `()`, *optional*): λ_lm·L_LM + L_diff + λ_disp·L_disp + λ_rank·L_rank.
         lm_loss (`torch.FloatTensor` of shape `()`, *optional*): L_LM on the response tokens.
         diffusion_loss (`torch.FloatTensor` of shape `()`, *optional*): L_diff.
         dispersive_loss (`torch.FloatTensor` of shape `()`, *optional*): L_disp.
         history_diffusion_loss (`torch.FloatTensor` of shape `()`, *optional*): L_diff of the dense next-item
             targets (with `history_diffusion_weight` > 0).
+        ranking_loss (`torch.FloatTensor` of shape `()`, *optional*): L_rank, the catalog softmax on the x₀ read-out
+            at `<pref>` and at the dense targets (with `ranking_loss_weight` > 0).
         condition (`torch.FloatTensor` of shape `(batch, condition_dim)`): c = proj(h at `<pref>`).
         logits (`torch.FloatTensor` of shape `(batch, n, vocab)`, *optional*): the LM's logits at the positions
             followed by a label (with `labels`), else at the last position only (n = 1).
@@ -77,6 +80,7 @@ class ContRecOutput(ModelOutput):
     diffusion_loss: torch.FloatTensor | None = None
     dispersive_loss: torch.FloatTensor | None = None
     history_diffusion_loss: torch.FloatTensor | None = None
+    ranking_loss: torch.FloatTensor | None = None
     condition: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
 
@@ -313,11 +317,17 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
     def _history_targets(
-        self, input_ids: torch.Tensor, hidden: torch.Tensor, item_features: torch.Tensor, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self,
+        input_ids: torch.Tensor,
+        hidden: torch.Tensor,
+        item_features: torch.Tensor,
+        targets: torch.Tensor,
+        item_ids: torch.Tensor | None = None,
+        target_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Dense next-item pairs (`history_diffusion_weight`): the condition at each history item's `</item>` and
-        the latent of the item after it (the target latent `targets[b]` after row b's last one). Returns `[P, C]`
-        and `[P, d_z]`."""
+        the latent of the item after it (the target latent `targets[b]` after row b's last one). Returns `[P, C]`,
+        `[P, d_z]` and, given `item_ids` `[P]` and `target_ids` `[B]`, the next items' ids `[P]` (else `None`)."""
         ends = input_ids == self.config.item_end_token_id  # [B, S]; one `</item>` per history item, in order
         counts = ends.sum(dim=1)  # [B]
         if int(counts.sum()) != item_features.shape[0]:
@@ -327,9 +337,13 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         last = torch.cumsum(counts, 0) - 1  # [B] index of each row's last history item
         nxt = torch.cat([latents[1:], latents[:1]])  # [N, d_z]
         nxt[last[counts > 0]] = targets[counts > 0]
+        next_ids = None
+        if item_ids is not None and target_ids is not None:
+            next_ids = torch.cat([item_ids[1:], item_ids[:1]])  # [N], shifted like the latents
+            next_ids[last[counts > 0]] = target_ids[counts > 0]
         states = hidden[ends]  # [N, H], row-major like item_features
         states = states.detach() if self.config.detach_condition else states
-        return self.condition(states), nxt
+        return self.condition(states), nxt, next_ids
 
     def condition(self, hidden_at_pref: torch.Tensor) -> torch.Tensor:
         """c = proj(h): `[batch, hidden]` → `[batch, condition_dim]`."""
@@ -367,6 +381,28 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         disp = dispersive_loss(out.representation, self.config.dispersive_temperature)
         return diff, disp
 
+    def ranking_loss(
+        self, condition: torch.Tensor, target_ids: torch.Tensor, catalog_latents: torch.Tensor
+    ) -> torch.Tensor:
+        """L_rank = −log softmax_j(cos(x̂₀(c), e_j) / τ)[target]: a full softmax over the catalog on the x₀ read-out.
+
+        x̂₀(c) is [`x0_estimate`] at guidance 1, the estimate the pipeline and the trainer rank with, so the loss
+        trains exactly the scores that are evaluated. Source: the catalog-softmax objectives of DiffuRec (Li et al.,
+        TOIS 2023, CE on the denoised output) and HLLM (Chen et al., 2024, cosine / τ); docs/method.md.
+
+        Args:
+            condition (`torch.Tensor` of shape `[batch, condition_dim]`): c.
+            target_ids (`torch.LongTensor` of shape `[batch]`): the next items' catalog indices.
+            catalog_latents (`torch.Tensor` of shape `[num_items, d_z]`): the item table e (frozen latents).
+
+        Returns:
+            `torch.Tensor` of shape `()`.
+        """
+        from ...retrieval import latent_scores
+
+        logits = latent_scores(self.x0_estimate(condition), catalog_latents) / self.config.ranking_temperature
+        return F.cross_entropy(logits, target_ids.to(logits.device))  # [B, num_items] → ()
+
     def forward(
         self,
         input_ids: torch.LongTensor,
@@ -375,6 +411,9 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         user_features: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
         target_features: torch.Tensor | None = None,
+        item_ids: torch.LongTensor | None = None,
+        target_ids: torch.LongTensor | None = None,
+        catalog_features: torch.Tensor | None = None,
         return_loss: bool = True,
         return_dict: bool | None = None,
         **kwargs,
@@ -389,6 +428,12 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             labels (`torch.LongTensor` of shape `[batch, seq_len]`, *optional*): response token ids, -100 elsewhere.
             target_features (`torch.Tensor` of shape `[batch, input_dim]`, *optional*): the next items' features;
                 with them the diffusion and dispersive losses are computed.
+            item_ids (`torch.LongTensor` of shape `[num_history_items]`, *optional*): catalog indices of the history
+                items (rows of `item_features`); with `ranking_loss_weight` > 0 and the dense targets.
+            target_ids (`torch.LongTensor` of shape `[batch]`, *optional*): catalog indices of the next items.
+            catalog_features (`torch.Tensor` of shape `[num_items, input_dim]`, *optional*): every item's features,
+                whose frozen latents are the ranking softmax's table. `target_ids` and `catalog_features` are
+                needed when `ranking_loss_weight` > 0.
             return_loss (`bool`): compute the losses (for transformers' Trainer evaluation).
         """
         embeds = self.embed_prompt(input_ids, item_features, user_features)
@@ -409,7 +454,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         h = self._pref_states(input_ids, out.hidden_states[-1])  # [B, H]
         condition = self.condition(h.detach() if self.config.detach_condition else h)  # [B, C]
 
-        loss = lm_loss = diff = disp = history_diff = None
+        loss = lm_loss = diff = disp = history_diff = rank = None
         if return_loss:
             parts = []
             if keep is not None:
@@ -418,14 +463,31 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                 lm_loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
                 parts.append(self.config.lm_loss_weight * lm_loss)
             if target_features is not None:
+                ranking = self.config.ranking_loss_weight > 0
+                if ranking and (target_ids is None or catalog_features is None):
+                    raise InputError(
+                        "ranking_loss_weight > 0 needs target_ids and catalog_features in forward (the item table "
+                        "the softmax ranks against); pass them, or set ranking_loss_weight=0"
+                    )
                 targets = self.target_latents(target_features)  # [B, d_z]
                 diff, disp = self.diffusion_losses(condition, targets)
                 sign = -1.0 if self.config.flip_dispersive_sign else 1.0  # −1: the authors' code (an ablation)
                 parts += [diff, sign * self.config.dispersive_loss_weight * disp]
+                catalog = self.target_latents(catalog_features) if ranking else None  # [num_items, d_z], frozen
+                rank_conditions, rank_ids = [condition], [target_ids]
                 if self.config.history_diffusion_weight > 0 and item_features is not None:
-                    conditions, x0 = self._history_targets(input_ids, out.hidden_states[-1], item_features, targets)
+                    conditions, x0, next_ids = self._history_targets(
+                        input_ids, out.hidden_states[-1], item_features, targets, item_ids, target_ids
+                    )
                     history_diff, _ = self.diffusion_losses(conditions, x0)
                     parts.append(self.config.history_diffusion_weight * history_diff)
+                    if ranking and next_ids is None:
+                        raise InputError("ranking_loss_weight > 0 with dense targets needs item_ids in forward")
+                    rank_conditions.append(conditions)
+                    rank_ids.append(next_ids)
+                if ranking:  # one softmax over the <pref> and the dense targets together
+                    rank = self.ranking_loss(torch.cat(rank_conditions), torch.cat(rank_ids), catalog)
+                    parts.append(self.config.ranking_loss_weight * rank)
             loss = sum(parts) if parts else None
         result = ContRecOutput(
             loss=loss,
@@ -433,6 +495,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             diffusion_loss=diff,
             dispersive_loss=disp,
             history_diffusion_loss=history_diff,
+            ranking_loss=rank,
             condition=condition,
             logits=out.logits,
         )
@@ -451,6 +514,10 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
     def predict_x0(self, condition: torch.Tensor, guidance_scale: float = 1.0) -> torch.Tensor:
         """The denoiser's x₀ estimate from pure noise at the last timestep with the noise set to its mean (0):
         a deterministic, one-step read-out close to the posterior mean (`[batch, d_z]`)."""
+        return self.x0_estimate(condition, guidance_scale)
+
+    def x0_estimate(self, condition: torch.Tensor, guidance_scale: float = 1.0) -> torch.Tensor:
+        """[`predict_x0`] with gradients (what the ranking loss trains): `[batch, condition_dim]` → `[batch, d_z]`."""
         scheduler = self.noise_scheduler
         t_last = scheduler.config.num_train_timesteps - 1
         x_t = torch.zeros(condition.shape[0], self.config.latent_dim, device=condition.device, dtype=condition.dtype)
