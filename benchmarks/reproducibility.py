@@ -6,8 +6,9 @@ between 10% and 90% of run a's stage-2 time), then started again with the same c
 last checkpoint. The script compares ``metrics.json`` (every figure of the main job's table, exactly) and the
 SHA-256 of every weight file the runs saved (features, σ-VAE, recommender, pipeline, SASRec).
 
-Reproduce (about three main jobs; ~7 min each at --max-steps 500 on 2 cores, ~15 min at the demo's 2000):
-    .venv/bin/python benchmarks/reproducibility.py --max-steps 500 --write-docs
+Reproduce (three main jobs, ~15 min each at the demo's 2,000 steps on 2 cores; `--run-a runs/demo` reuses a
+finished `make demo` folder as run a, so only b and c run):
+    .venv/bin/python benchmarks/reproducibility.py --run-a runs/demo --write-docs
 
 Exit status 1 when any pair differs, so the script doubles as a slow end-to-end check.
 """
@@ -96,6 +97,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the jobs' --seed")
     parser.add_argument("--kill-seed", type=int, default=0, help="draws the moment of the kill")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "reproducibility")
+    parser.add_argument(
+        "--run-a",
+        type=Path,
+        help="a finished `contrec-hf run --dataset ml-100k` folder (same --max-steps and --seed) to use as run a",
+    )
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     if args.max_steps < 8:
@@ -104,7 +110,12 @@ def main() -> None:
     args.output.mkdir(parents=True, exist_ok=True)
     runs = {name: args.output / name for name in "abc"}
     log = args.output / "jobs.log"
-    seconds = {name: run_job(runs[name], args.max_steps, args.seed, log) for name in "ab"}
+    if args.run_a is not None:
+        if not (args.run_a / "metrics.json").is_file():
+            parser.error(f"--run-a {args.run_a} holds no finished main job (no metrics.json)")
+        runs["a"] = args.run_a
+    seconds = {"a": sum(json.loads((args.run_a / "stages.json").read_text()).values())} if args.run_a else {}
+    seconds.update({name: run_job(runs[name], args.max_steps, args.seed, log) for name in "ab" if name not in seconds})
     print(f"runs a and b: {seconds['a']:.0f}s and {seconds['b']:.0f}s", flush=True)
     stage2 = json.loads((runs["a"] / "stages.json").read_text())["recommender"]
     delay = random.Random(args.kill_seed).uniform(0.1, 0.9) * stage2

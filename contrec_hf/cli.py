@@ -358,6 +358,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         backbone=args.backbone,
         lora=args.lora,
         max_steps=args.max_steps,
+        recipe=args.recipe,
         config_overrides=_overrides(args),
         seed=args.seed,
         overwrite=args.overwrite,
@@ -504,6 +505,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backbone", default="tiny", help="'tiny', 'smollm2' or a causal LM path / Hub id")
     run.add_argument("--lora", action="store_true", help="LoRA-adapt a pretrained backbone")
     run.add_argument("--max-steps", type=int, default=2000, help="stage-2 optimizer steps")
+    run.add_argument(
+        "--recipe",
+        choices=("contrec-hf", "paper"),
+        default="contrec-hf",
+        help="'contrec-hf': the library's defaults; 'paper': the paper's recipe (docs/method.md lists the differences)"
+        " (default: contrec-hf)",
+    )
     run.add_argument(
         "--history-diffusion-weight",
         type=float,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,41 @@ from .retrieval import latent_scores
 from .saving import atomic_directory
 from .utils import write_json
 
-__all__ = ["contrec_metrics", "contrec_scorer", "run_main_job"]
+__all__ = ["RECIPES", "Recipe", "contrec_metrics", "contrec_scorer", "run_main_job"]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the main job trains ContRec (``config_overrides`` of `ContRecConfig`) and reads it out (validation
+    during training and the final evaluation), e.g. ``contrec-hf run --recipe paper``.
+
+    Attributes:
+        description (`str`): one line for the report.
+        config_overrides (`dict`): `ContRecConfig` fields that differ from the library's defaults.
+        readout (`str`): the pipeline read-out, ``"x0"`` or ``"sample"``.
+        guidance_scale (`float`): classifier-free guidance of the read-out.
+        num_inference_steps (`int`): denoising steps of a sampled read-out (the scheduler: DDPM).
+    """
+
+    description: str
+    config_overrides: dict[str, Any] = field(default_factory=dict)
+    readout: str = "x0"
+    guidance_scale: float = 1.0
+    num_inference_steps: int = 50
+
+
+# docs/method.md, "Two recipes", lists every difference between these two.
+RECIPES = {
+    "contrec-hf": Recipe("the library's defaults (what measured best on validation): docs/method.md"),
+    "paper": Recipe(
+        "the paper's: one <pref> diffusion target, MSE only, λ_disp 0.5, frozen-latent table, one DDPM-200 sample "
+        "at guidance 3",
+        {"history_diffusion_weight": 0.0, "ranking_loss_weight": 0.0, "dispersive_loss_weight": 0.5},
+        readout="sample",
+        guidance_scale=3.0,
+        num_inference_steps=200,
+    ),
+}
 
 
 class _Stages:
@@ -65,11 +100,35 @@ def contrec_scorer(pipe, full_path: bool, readout: str = "x0", guidance_scale: f
 
 
 @torch.no_grad()
-def contrec_metrics(pipe, data: SequentialDataset, split: str, full_path: bool, batch_size: int = 64) -> dict:
-    """ContRec through the shared evaluator (history masking, non-finite check), x₀ read-out."""
-    scorer = contrec_scorer(pipe, full_path)
+def contrec_metrics(
+    pipe, data: SequentialDataset, split: str, full_path: bool, batch_size: int = 64, recipe: Recipe | None = None
+) -> dict:
+    """ContRec through the shared evaluator (history masking, non-finite check), read out as ``recipe`` says
+    (default: the library's recipe, the x₀ estimate at guidance 1); a sampled read-out is seeded (0)."""
+    recipe = recipe or RECIPES["contrec-hf"]
+    kwargs = {}
+    if recipe.readout != "x0":
+        kwargs = {"num_inference_steps": recipe.num_inference_steps, "generator": torch.Generator().manual_seed(0)}
+    scorer = contrec_scorer(pipe, full_path, recipe.readout, recipe.guidance_scale, **kwargs)
     histories, targets = data.split(split)
     return evaluate_scorer(scorer, histories, targets, data.num_items, batch_size=batch_size, progress=False).metrics
+
+
+@torch.no_grad()
+def full_path_metrics(pipe, data: SequentialDataset, recipe: Recipe) -> dict[str, dict[str, dict[str, float]]]:
+    """``{split: {"contrec_full": …, "contrec_fused": …}}``: the full path's latent score, and the fused score
+    z-norm(latent) + λ_text · text with λ_text chosen on validation NDCG@10 (``text_weight`` records it); the full
+    path runs once per user and split, with the recipe's read-out."""
+    from .pipelines.tuning import TEXT_WEIGHTS, tune_text_weight
+
+    kwargs = {"users": 0, "readout": recipe.readout, "guidance_scale": recipe.guidance_scale,
+              "num_inference_steps": recipe.num_inference_steps}  # fmt: skip
+    best, validation = tune_text_weight(pipe, data, TEXT_WEIGHTS, split="validation", **kwargs)
+    _, test = tune_text_weight(pipe, data, sorted({0.0, best}), split="test", **kwargs)
+    return {
+        split: {"contrec_full": found[0.0], "contrec_fused": {**found[best], "text_weight": best}}
+        for split, found in (("validation", validation), ("test", test))
+    }
 
 
 @torch.no_grad()
@@ -102,7 +161,17 @@ def _steps_sweep(pipe, data: SequentialDataset, users: int = 200) -> list[dict[s
     return rows
 
 
-def _plots(output: Path, log_rows: list[dict], sweep: list[dict]) -> list[str]:
+def _check_recipe(path: Path, recipe: dict[str, Any]) -> None:
+    """Record the run's recipe (and overrides) in ``path``; refuse to resume a folder trained another way."""
+    if path.is_file() and json.loads(path.read_text()) != recipe:
+        raise ConfigError(
+            f"{path.parent} was started with another recipe or other overrides ({path.read_text().strip()}); "
+            "resume it with the same options, or pass overwrite=True (--overwrite) to start over"
+        )
+    write_json(path, recipe)
+
+
+def _plots(output: Path, log_rows: list[dict], sweep: list[dict], sasrec_validation: float) -> list[str]:
     try:
         import matplotlib
 
@@ -119,8 +188,10 @@ def _plots(output: Path, log_rows: list[dict], sweep: list[dict]) -> list[str]:
     ax.set_xlabel("step"), ax.set_title("training losses (mean over each validation interval)"), ax.legend()
     fig.tight_layout(), fig.savefig(output / "losses.png", dpi=100), plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(steps, [r["val_ndcg@10"] for r in log_rows], marker="o")
+    ax.plot(steps, [r["val_ndcg@10"] for r in log_rows], marker="o", label="ContRec (500 validation users)")
+    ax.axhline(sasrec_validation, color="grey", linestyle="--", label="SASRec-CE, selected model (all users)")
     ax.set_xlabel("step"), ax.set_ylabel("validation NDCG@10"), ax.set_title("validation NDCG@10 over training")
+    ax.legend()
     fig.tight_layout(), fig.savefig(output / "validation_ndcg.png", dpi=100), plt.close(fig)
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     for name in sorted({r["scheduler"] for r in sweep}):
@@ -145,13 +216,18 @@ def run_main_job(
     backbone: str = "tiny",
     lora: bool = False,
     max_steps: int = 2000,
+    recipe: str = "contrec-hf",
     config_overrides: dict[str, Any] | None = None,
     seed: int = 0,
     overwrite: bool = False,
     progress: bool = True,
     log=print,
 ) -> dict[str, Any]:
-    """Run (or resume) the whole job into ``output``; returns the metrics written to ``metrics.json``."""
+    """Run (or resume) the whole job into ``output``; returns the metrics written to ``metrics.json``.
+
+    ``recipe`` names one of :data:`RECIPES` (``"contrec-hf"``, the default, or ``"paper"``); ``config_overrides``
+    change `ContRecConfig` fields on top of it. A run folder keeps its recipe: resuming it with another is refused.
+    """
     from transformers import AutoTokenizer
 
     from .models import ContRecForRecommendation
@@ -168,18 +244,25 @@ def run_main_job(
     # Refuse bad options before anything is deleted, downloaded or trained.
     if features not in FEATURE_KINDS:
         raise ConfigError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
+    if recipe not in RECIPES:
+        raise ConfigError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
+    chosen = RECIPES[recipe]
+    config_overrides = {**chosen.config_overrides, **(config_overrides or {})}
     check_stage2_options(backbone, lora, config_overrides)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int):
         raise ConfigError(f"max_steps must be an integer, got {max_steps!r}")
     recommender_args = RecommenderTrainingArguments(
-        output_dir=str(Path(output) / "recommender-training"), max_steps=max_steps, eval_steps=max(1, max_steps // 4),
-        save_steps=max(1, max_steps // 8), eval_users=500, seed=seed,
+        # Eight validations with patience 3: early stopping can fire (with four and patience 4 it never could).
+        output_dir=str(Path(output) / "recommender-training"), max_steps=max_steps, eval_steps=max(1, max_steps // 8),
+        save_steps=max(1, max_steps // 8), patience=3, eval_users=500, seed=seed, readout=chosen.readout,
+        guidance_scale=chosen.guidance_scale,
     )  # fmt: skip
     output = Path(output)
     if overwrite and output.exists():
         for child in output.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     output.mkdir(parents=True, exist_ok=True)
+    _check_recipe(output / "recipe.json", {"name": recipe, **asdict(chosen), "config_overrides": config_overrides})
     stages = _Stages(output)
 
     def data_stage():
@@ -221,10 +304,11 @@ def run_main_job(
     pipe.set_progress_bar_config(disable=True)
 
     def evaluation_stage():
-        results = {"validation": {}, "test": {}}
-        for split in ("validation", "test"):
-            results[split]["contrec"] = contrec_metrics(pipe, data, split, full_path=False)
-            results[split]["contrec_full"] = contrec_metrics(pipe, data, split, full_path=True)
+        full = full_path_metrics(pipe, data, chosen)
+        results = {
+            split: {"contrec": contrec_metrics(pipe, data, split, full_path=False, recipe=chosen), **full[split]}
+            for split in ("validation", "test")
+        }
         write_json(output / "contrec_metrics.json", results)
         write_json(output / "scheduler_sweep.json", _steps_sweep(pipe, data))
 
@@ -244,20 +328,29 @@ def run_main_job(
         for split in ("validation", "test"):
             metrics[split][name] = baseline[split]
     metrics["dataset"] = data.stats()
+    metrics["recipe"] = recipe
     write_json(output / "metrics.json", metrics)
 
     def report_stage():
         log_rows = json.loads((output / "recommender-training" / "training_log.json").read_text())
         sweep = json.loads((output / "scheduler_sweep.json").read_text())
-        images = _plots(output, log_rows, sweep)
+        images = _plots(output, log_rows, sweep, metrics["validation"]["sasrec"]["ndcg@10"])
         timings = json.loads((output / "stages.json").read_text())
         lines = [
             f"# ContRec on {data.name}",
             "",
             f"Leave-one-out, full ranking over {data.num_items:,} items, history masked; "
             f"{data.num_users:,} test users.",
-            "ContRec read-out: the denoiser's one-step x₀ estimate; `contrec` is the fast path, `contrec_full` the",
-            "full path (greedy reasoning, then `<pref>`).",
+            f"Recipe `{recipe}`: {chosen.description}. Read-out: "
+            + (
+                "the denoiser's one-step x₀ estimate"
+                if chosen.readout == "x0"
+                else f"one DDPM-{chosen.num_inference_steps} sample"
+            )
+            + f" at guidance {chosen.guidance_scale:g}.",
+            "`contrec` is the fast path, `contrec_full` the full path (greedy reasoning, then `<pref>`), "
+            "`contrec_fused` the full path's z-norm(latent) + λ_text · text score, λ_text = "
+            f"{metrics['test']['contrec_fused']['text_weight']:g} chosen on validation.",
             "",
             "## Test",
             "",

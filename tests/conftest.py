@@ -36,18 +36,19 @@ def ml100k() -> SequentialDataset:
 
 
 def make_cyclic_dataset(
-    num_users: int = 23, num_items: int = 13, length: int = 11, seed: int = 0
+    num_users: int = 23, num_items: int = 13, length: int = 11, seed: int = 0, prefix: str = "i"
 ) -> SequentialDataset:
     """Users walk the catalog in a cycle (item i is always followed by item i+1 mod num_items), each from a
-    random start: a pattern any sequential model must learn, so tests can check learning, not just shapes."""
+    random start: a pattern any sequential model must learn, so tests can check learning, not just shapes.
+    Item ids are ``f"{prefix}{i}"`` (``prefix=""``: numeric ids, as MovieLens has)."""
     rng = np.random.default_rng(seed)
     rows = []
     for user in range(num_users):
         start = int(rng.integers(num_items))
-        rows += [(f"u{user}", f"i{(start + t) % num_items}", 1000 + t, 4.0) for t in range(length)]
+        rows += [(f"u{user}", f"{prefix}{(start + t) % num_items}", 1000 + t, 4.0) for t in range(length)]
     frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
     items = pd.DataFrame(
-        {"item_id": [f"i{i}" for i in range(num_items)], "title": [f"Item {i}" for i in range(num_items)]}
+        {"item_id": [f"{prefix}{i}" for i in range(num_items)], "title": [f"Item {i}" for i in range(num_items)]}
     )
     return leave_one_out(build_interactions(frame, items, name="cyclic"), deduplicate=False)
 

@@ -112,8 +112,11 @@ def test_main_job_runs_resumes_and_never_redoes_finished_stages(tmp_path, fixtur
     argv.append("--no-progress")
     assert main(argv) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(metrics["test"]) == {"contrec", "contrec_full", "sasrec", "pop"}
+    assert set(metrics["test"]) == {"contrec", "contrec_full", "contrec_fused", "sasrec", "pop"}
     assert set(metrics["test"]["contrec"]) == METRIC_KEYS
+    assert set(metrics["test"]["contrec_fused"]) == {*METRIC_KEYS, "text_weight"} and metrics["recipe"] == "contrec-hf"
+    # λ_text is the one chosen on validation, the same in both splits
+    assert metrics["test"]["contrec_fused"]["text_weight"] == metrics["validation"]["contrec_fused"]["text_weight"]
     for folder in ("tokenizer", "recommender", "pipeline"):
         assert (tmp_path / folder / ("model_index.json" if folder == "pipeline" else "config.json")).is_file()
     assert (tmp_path / "report.md").is_file() and (tmp_path / "schedulers.png").is_file()
@@ -145,3 +148,20 @@ def test_main_job_with_a_pretrained_backbone_and_lora(tmp_path, fixtures_dir):
     assert main([*argv, "--backbone", str(tmp_path / "lm"), "--lora", "--no-progress"]) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(metrics["test"]["contrec"]) == METRIC_KEYS
+
+
+def test_main_job_paper_recipe_runs_and_a_run_keeps_its_recipe(tmp_path, fixtures_dir, capsys):
+    table = str(fixtures_dir / "table" / "interactions.csv")
+    argv = ["run", "--dataset", "table", "--data-path", table, "--output", str(tmp_path), "--max-steps", "2",
+            "--no-progress"]  # fmt: skip
+    assert main([*argv, "--recipe", "paper"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["recipe"] == "paper" and set(metrics["test"]["contrec"]) == METRIC_KEYS
+    config = json.loads((tmp_path / "recommender" / "config.json").read_text())
+    assert config["history_diffusion_weight"] == 0.0 and config["ranking_loss_weight"] == 0.0
+    assert config["dispersive_loss_weight"] == 0.5
+    assert "one DDPM-200 sample at guidance 3" in (tmp_path / "report.md").read_text()
+    capsys.readouterr()
+    assert main(argv) == 2  # the default recipe on a folder trained with the paper's: refused, nothing touched
+    assert "was started with another recipe" in capsys.readouterr().err
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics

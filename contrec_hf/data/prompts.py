@@ -200,4 +200,5 @@ class ContRecCollator:
         if all(t is not None for t in targets):
             out["target_features"] = self.item_features[torch.tensor(targets)]  # [B, input_dim]
             out["target_ids"] = torch.tensor(targets)  # [B]
+            out["catalog_features"] = self.item_features  # [num_items, input_dim]: the ranking loss's item table
         return out

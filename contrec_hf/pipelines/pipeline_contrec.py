@@ -137,7 +137,15 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
             )
 
     def _histories(self, histories: Sequence[Sequence[str | int]]) -> list[list[int]]:
-        if isinstance(histories, (str, bytes)) or not all(isinstance(h, (list, tuple)) for h in histories):
+        if isinstance(histories, (torch.Tensor, np.ndarray)):  # one user's ids ([n]) or a batch of them ([users, n])
+            if histories.ndim not in (1, 2):
+                shape = tuple(histories.shape)
+                raise DataError(f"a tensor or array of histories must be 1-D or 2-D, got shape {shape}")
+            histories = [histories.tolist()] if histories.ndim == 1 else histories.tolist()
+        if isinstance(histories, (str, bytes)):
+            raise DataError("histories must be a list of item-id lists, one per user")
+        histories = [h.tolist() if isinstance(h, (torch.Tensor, np.ndarray)) else h for h in histories]
+        if not all(isinstance(h, (list, tuple)) for h in histories):
             raise DataError("histories must be a list of item-id lists, one per user")
         if not histories:
             raise DataError("no histories given")
@@ -162,6 +170,12 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
         """Fast path: one LM forward over prompt + `<pref>` per user → conditions `[batch, condition_dim]`."""
         return self.recommender.batch_conditions(self._collator()([(h, None) for h in histories], train=False))
 
+    def _marker_token_ids(self) -> list[int]:
+        """Ids of `<item>`, `</item>`, the item and user placeholders: tokens the generated reasoning must not hold."""
+        config = self.recommender.config
+        ids = (config.item_start_token_id, config.item_end_token_id, config.item_token_id, config.user_token_id)
+        return [i for i in ids if i is not None]
+
     @torch.no_grad()
     def generate_and_encode(
         self, histories: list[list[int]], max_new_tokens: int = 48
@@ -180,6 +194,8 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
                 do_sample=False,
                 eos_token_id=config.pref_token_id,
                 pad_token_id=self.text_tokenizer.pad_token_id,
+                # A generated placeholder or item marker would need features the prompt does not have: never emit one.
+                suppress_tokens=self._marker_token_ids(),
             )
             response = generated[0][generated[0] != config.pref_token_id]
             texts.append(self.text_tokenizer.decode(response, skip_special_tokens=True))
@@ -310,7 +326,7 @@ def build_pipeline(recommender: ContRecForRecommendation, text_tokenizer, data, 
     """A pipeline around a trained recommender and a dataset's catalog (DDPM with the training schedule)."""
     recommender.eval()
     with torch.no_grad():
-        latents = recommender.item_tokenizer.latent(item_features.float())
+        latents = recommender.item_table(item_features.float())  # the table the recommender was trained to rank
     catalog = ContRecCatalog.build(
         data.item_ids, data.items["title"].tolist(), data.items["category"].tolist(), item_features.float(), latents
     )

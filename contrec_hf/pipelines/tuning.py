@@ -1,4 +1,8 @@
-"""Choosing λ_text of the text + latent fusion on validation (METHOD.md §5)."""
+"""Choosing λ_text of the text + latent fusion on validation (docs/method.md, §5 Retrieval and read-outs).
+
+The full path runs once per user; every λ_text is then ranked from the same latent and text scores through the
+shared evaluator (history masking, non-finite check, tie rule), so a fused figure is comparable with every other.
+"""
 
 from __future__ import annotations
 
@@ -8,17 +12,53 @@ import torch
 
 from .. import retrieval
 from ..data.split import SequentialDataset
-from ..evaluation import compute_metrics, mask_history, target_ranks
+from ..evaluation import evaluate_scorer
 from .pipeline_contrec import ContRecDiffusionPipeline
 
-__all__ = ["tune_text_weight"]
+__all__ = ["TEXT_WEIGHTS", "full_path_scores", "tune_text_weight"]
+
+TEXT_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+@torch.no_grad()
+def full_path_scores(
+    pipe: ContRecDiffusionPipeline,
+    histories: Sequence[Sequence[int]],
+    *,
+    readout: str = "x0",
+    guidance_scale: float = 3.0,
+    num_inference_steps: int = 20,
+    seed: int = 0,
+    batch_size: int = 64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The full path's latent and text scores of every catalog item for each history.
+
+    Args:
+        pipe ([`ContRecDiffusionPipeline`]): the pipeline.
+        histories (`list[list[int]]`): item-index histories, one per user.
+        readout, guidance_scale, num_inference_steps: as in the pipeline's `read_out`.
+        seed (`int`): seeds the sampling read-outs (one generator for the whole run).
+        batch_size (`int`): users per read-out batch.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: latent scores and text scores, each `[len(histories), num_items]`.
+    """
+    generator = torch.Generator(pipe.device).manual_seed(seed)
+    latent, text = [], []
+    for start in range(0, len(histories), batch_size):
+        batch = [list(h) for h in histories[start : start + batch_size]]
+        condition, texts = pipe.generate_and_encode(batch)
+        latents = pipe.read_out(condition, readout, num_inference_steps, guidance_scale, generator)
+        latent.append(retrieval.latent_scores(latents, pipe.catalog.latents).cpu())
+        text.append(retrieval.text_scores(texts, pipe.catalog.config.titles, pipe.catalog.config.categories))
+    return torch.cat(latent), torch.cat(text)
 
 
 @torch.no_grad()
 def tune_text_weight(
     pipe: ContRecDiffusionPipeline,
     data: SequentialDataset,
-    weights: Sequence[float] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0),
+    weights: Sequence[float] = TEXT_WEIGHTS,
     *,
     users: int = 200,
     num_inference_steps: int = 20,
@@ -28,26 +68,33 @@ def tune_text_weight(
     split: str = "validation",
 ) -> tuple[float, dict[float, dict[str, float]]]:
     """Run the full path once on the first ``users`` users of ``split`` (0 = all) and rank with each λ_text in
-    ``weights``.
+    ``weights``: s = z-norm(latent) + λ_text · text (:func:`~contrec_hf.retrieval.fuse_scores`).
 
-    Returns ``(best λ_text by NDCG@10, {λ_text: metrics})``. Text-only is reported under ``float("inf")``; λ = 0
-    is the latent score alone. Choose λ on validation; pass ``split="test"`` only to report the chosen one.
+    Returns:
+        `tuple`: ``(best λ_text by NDCG@10, {λ_text: metrics})``. Text-only is reported under ``float("inf")``;
+        λ = 0 is the latent score alone. Choose λ on validation; pass ``split="test"`` only to report the chosen one.
+
+    Example:
+        ```python
+        >>> best, results = tune_text_weight(pipe, data, users=0, guidance_scale=1.0)  # doctest: +SKIP
+        >>> results[0.0]["ndcg@10"], results[best]["ndcg@10"]  # doctest: +SKIP
+        ```
     """
     histories, targets = data.split(split)
     users = users or len(histories)
-    histories, targets = histories[:users], torch.tensor(targets[:users])
-    condition, texts = pipe.generate_and_encode(histories)
-    if readout == "x0":
-        latents = pipe.recommender.predict_x0(condition, guidance_scale)
-    else:
-        generator = torch.Generator().manual_seed(seed)
-        latents = pipe.denoise(condition, num_inference_steps, guidance_scale, generator)
-    latent = retrieval.latent_scores(latents, pipe.catalog.latents)
-    text = retrieval.text_scores(texts, pipe.catalog.config.titles, pipe.catalog.config.categories)
-    results = {}
+    histories, targets = histories[:users], targets[:users]
+    latent, text = full_path_scores(
+        pipe, histories, readout=readout, guidance_scale=guidance_scale, num_inference_steps=num_inference_steps,
+        seed=seed,
+    )  # fmt: skip
+    results, rows = {}, list(range(len(histories)))
     for weight in [*weights, float("inf")]:
-        scores = text.clone() if weight == float("inf") else retrieval.fuse_scores(latent, text, weight)
-        ranks = target_ranks(mask_history(scores, histories), targets)
-        results[weight] = compute_metrics(ranks)
+        scores = text if weight == float("inf") else retrieval.fuse_scores(latent, text, weight)
+
+        def scorer(batch: list[list[int]], rows: list[int], scores=scores) -> torch.Tensor:
+            return scores[torch.as_tensor(rows)]
+
+        evaluation = evaluate_scorer(scorer, histories, targets, data.num_items, users=rows, progress=False)
+        results[weight] = evaluation.metrics
     best = max(weights, key=lambda w: results[w]["ndcg@10"])
     return best, results

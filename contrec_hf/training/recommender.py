@@ -202,7 +202,7 @@ class RecommenderTrainer:
         """Full-ranking metrics on the fast path with the configured read-out."""
         model = self.accelerator.unwrap_model(self.model)
         model.eval()
-        item_latents = model.item_tokenizer.latent(self.collator.item_features.to(self.accelerator.device))
+        item_latents = model.item_table(self.collator.item_features.to(self.accelerator.device))
         histories, targets = self.data.split(split)
         users = list(range(len(targets))) if users is None else users
         histories = [histories[u] for u in users]
@@ -249,8 +249,6 @@ class RecommenderTrainer:
         while self.state["step"] < last and self.state["stale"] < args.patience:
             batch = self._global_batch(self.state["step"])[acc.process_index :: acc.num_processes]
             inputs = self.collator(batch, train=True)
-            if self.model_config.ranking_loss_weight > 0:  # the ranking softmax's item table
-                inputs["catalog_features"] = self.collator.item_features
             inputs = {k: v.to(acc.device) for k, v in inputs.items()}
             out = self.model(**inputs)
             acc.backward(out.loss)

@@ -66,12 +66,11 @@ def test_forward_backward_generate_and_round_trip(arch, text_tokenizer, tmp_path
     model = build(arch, text_tokenizer)
     assert model.get_input_embeddings().num_embeddings >= len(text_tokenizer)
     inputs = batch(text_tokenizer, model)
-    inputs.pop("target_ids")
     out = model(**inputs)
     assert out.condition.shape == (3, 29)
     assert out.lm_loss is not None and out.diffusion_loss is not None and out.dispersive_loss is not None
     expected = 0.5 * out.lm_loss + out.diffusion_loss + 0.5 * out.dispersive_loss + out.history_diffusion_loss
-    assert torch.allclose(out.loss, expected)
+    assert torch.allclose(out.loss, expected + out.ranking_loss)  # λ_rank = 1 by default
     out.loss.backward()
     assert model.projector[0].weight.grad is not None and model.denoiser.input_proj.weight.grad is not None
     assert model.get_input_embeddings().weight.grad is not None
@@ -97,8 +96,8 @@ def test_forward_backward_generate_and_round_trip(arch, text_tokenizer, tmp_path
         assert torch.isfinite(buffer).all(), name
     eval_inputs = batch(text_tokenizer, model, train=False)
     torch.manual_seed(0)
-    a = model(**{k: v for k, v in eval_inputs.items() if k != "target_ids"}, return_loss=False)
-    b = back(**{k: v for k, v in eval_inputs.items() if k != "target_ids"}, return_loss=False)
+    a = model(**eval_inputs, return_loss=False)
+    b = back(**eval_inputs, return_loss=False)
     assert torch.allclose(a.condition, b.condition, atol=1e-6)
     assert torch.allclose(a.logits, b.logits, atol=1e-5)
     assert torch.allclose(model.predict_x0(a.condition, 3.0), back.predict_x0(b.condition, 3.0), atol=1e-6)
@@ -108,7 +107,6 @@ def test_fast_path_has_no_response_labels(text_tokenizer):
     model = build("llama", text_tokenizer)
     inputs = batch(text_tokenizer, model, fast=1.0)
     assert (inputs["labels"] == -100).all()
-    inputs.pop("target_ids")
     out = model(**inputs)
     assert out.lm_loss is None and out.diffusion_loss is not None
     # The last real token of every row is <pref>.
@@ -130,7 +128,6 @@ def test_labels_only_on_the_response(text_tokenizer):
 def test_prediction_types_and_schedules(prediction_type, text_tokenizer):
     model = build("llama", text_tokenizer, prediction_type=prediction_type, noise_schedule="linear")
     inputs = batch(text_tokenizer, model)
-    inputs.pop("target_ids")
     assert torch.isfinite(model(**inputs).loss)
     assert model.predict_x0(torch.randn(2, 29)).shape == (2, 16)
 
@@ -161,7 +158,6 @@ def test_flipped_dispersive_sign_ablation(text_tokenizer):
     for flip in (False, True):
         model = build("llama", text_tokenizer, flip_dispersive_sign=flip, history_diffusion_weight=0.0)
         inputs = batch(text_tokenizer, model)
-        inputs.pop("target_ids")
         torch.manual_seed(5)
         losses[flip] = model(**inputs)
     disp = losses[False].dispersive_loss
@@ -218,7 +214,6 @@ def test_exp_schedule_matches_the_method():
 def test_placeholder_count_mismatch(text_tokenizer):
     model = build("llama", text_tokenizer)
     inputs = batch(text_tokenizer, model)
-    inputs.pop("target_ids")
     inputs["item_features"] = inputs["item_features"][:-1]
     with pytest.raises(ValueError, match="item placeholders but .* items"):
         model(**inputs)
@@ -268,7 +263,6 @@ def test_lora_trains_adapters_heads_and_new_token_rows(text_tokenizer, tmp_path)
     assert not any("item_tokenizer" in n for n in trainable)
     assert not any(n.endswith("mlp.up_proj.weight") for n in trainable)  # the LM itself stays frozen
     inputs = batch(text_tokenizer, model)
-    inputs.pop("target_ids")
     out = peft_model(**inputs)
     out.loss.backward()
     assert all(p.grad is not None for n, p in peft_model.named_parameters() if "lora_B" in n)
@@ -276,7 +270,7 @@ def test_lora_trains_adapters_heads_and_new_token_rows(text_tokenizer, tmp_path)
     merged.eval()
     merged.save_pretrained(tmp_path)
     back = ContRecForRecommendation.from_pretrained(tmp_path)
-    eval_inputs = {k: v for k, v in batch(text_tokenizer, model, train=False).items() if k != "target_ids"}
+    eval_inputs = batch(text_tokenizer, model, train=False)
     assert torch.allclose(merged(**eval_inputs, return_loss=False).condition,
                           back(**eval_inputs, return_loss=False).condition, atol=1e-5)  # fmt: skip
     with pytest.raises(ValueError, match="do not exist"):
@@ -295,7 +289,6 @@ def test_user_tokens_on_and_off(user_tokens, text_tokenizer, tmp_path):
     builder = PromptBuilder(TITLES, CATEGORIES, num_item_tokens=2, num_user_tokens=model.config.num_user_tokens)
     collator = ContRecCollator(text_tokenizer, builder, features, user_features=users if user_tokens else None)
     inputs = collator([([0, 1, 2], 3, 4), ([5, 6], 7, 0)])
-    inputs.pop("target_ids")
     placeholders = int((inputs["input_ids"] == model.config.user_token_id).sum())
     assert placeholders == (2 * 3 if user_tokens else 0)
     assert ("user_features" in inputs) == user_tokens
@@ -332,7 +325,7 @@ def test_from_pretrained_llm_round_trip(text_tokenizer, tmp_path):
     model.eval()
     model.save_pretrained(tmp_path / "contrec")
     back = ContRecForRecommendation.from_pretrained(tmp_path / "contrec")
-    inputs = {k: v for k, v in batch(tokenizer, model, train=False).items() if k != "target_ids"}
+    inputs = batch(tokenizer, model, train=False)
     a, b = model(**inputs, return_loss=False), back(**inputs, return_loss=False)
     assert torch.allclose(a.condition, b.condition, atol=1e-5)
     with pytest.raises(Exception, match="cannot load the causal LM"):
@@ -343,7 +336,6 @@ def test_from_pretrained_llm_round_trip(text_tokenizer, tmp_path):
 def test_detach_condition_stops_diffusion_gradients_at_the_lm(detach, text_tokenizer):
     model = build("llama", text_tokenizer, detach_condition=detach)
     inputs = batch(text_tokenizer, model, fast=1.0)  # no response: only the diffusion and dispersive losses
-    inputs.pop("target_ids")
     model(**inputs).loss.backward()
     lm_grad = model.language_model.model.layers[0].mlp.up_proj.weight.grad
     assert (lm_grad is None or not lm_grad.any()) == detach
@@ -354,7 +346,7 @@ def test_history_diffusion_pairs_each_item_end_with_the_next_item():
     """`history_diffusion_weight`: the state at each `</item>` conditions the next item's latent; a row's last
     item is followed by its target. Checked against the latents computed item by item."""
     tokenizer = train_text_tokenizer([*TITLES, *CATEGORIES, "History: Answer:"] * 3, vocab_size=95)
-    model = build("llama", tokenizer, history_diffusion_weight=1.0)
+    model = build("llama", tokenizer, history_diffusion_weight=1.0, ranking_loss_weight=0.0)  # the MSE term alone
     features = torch.randn(13, 24, generator=torch.Generator().manual_seed(3))
     builder = PromptBuilder(TITLES, CATEGORIES, num_item_tokens=model.config.num_item_tokens, max_history=4)
     samples = [([0, 1, 2], 3), ([4, 5, 6, 7, 8, 9], 10), ([11], 12)]
@@ -373,10 +365,10 @@ def test_history_diffusion_pairs_each_item_end_with_the_next_item():
 
     model.train()
     torch.manual_seed(0)
-    with_history = model(**{k: v for k, v in inputs.items() if k != "target_ids"}).loss
+    with_history = model(**inputs).loss
     model.config.history_diffusion_weight = 0.0
     torch.manual_seed(0)
-    without = model(**{k: v for k, v in inputs.items() if k != "target_ids"}).loss
+    without = model(**inputs).loss
     assert with_history > without  # the extra term is a positive MSE, on the same random draws
 
 
@@ -385,7 +377,8 @@ def test_ranking_loss_is_the_catalog_softmax_of_the_x0_read_out(text_tokenizer):
     the x₀ read-out ranks with (its gradient reaches the LM)."""
     model = build("llama", text_tokenizer, ranking_loss_weight=0.7, ranking_temperature=0.2)
     inputs = batch(text_tokenizer, model, fast=1.0)
-    catalog = torch.randn(13, 24, generator=torch.Generator().manual_seed(3))  # the batch's own item features
+    catalog = inputs.pop("catalog_features")  # the collator passes its item features as the table
+    assert torch.equal(catalog, torch.randn(13, 24, generator=torch.Generator().manual_seed(3)))
     with pytest.raises(InputError, match="ranking_loss_weight > 0 needs target_ids and catalog_features"):
         model(**inputs)
     model.eval()  # no condition dropout: the loss can be recomputed by hand
@@ -410,3 +403,20 @@ def test_ranking_loss_settings_are_validated():
         ContRecConfig(ranking_temperature=0.0)
     with pytest.raises(ConfigError, match="ranking_loss_weight"):
         ContRecConfig(ranking_loss_weight=-1.0)
+
+
+def test_learned_item_table_starts_at_the_latents_trains_and_round_trips(text_tokenizer, tmp_path):
+    with pytest.raises(ConfigError, match="item_table='tokens' is learned through the ranking loss"):
+        ContRecConfig(item_table="tokens", ranking_loss_weight=0.0)
+    model = build("llama", text_tokenizer, ranking_loss_weight=1.0, item_table="tokens")
+    catalog = torch.randn(13, 24, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(model.item_table(catalog), model.target_latents(catalog))  # zero-initialised correction
+    model(**batch(text_tokenizer, model)).loss.backward()
+    assert model.table_projector[-1].weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.table_projector[-1].bias.fill_(0.3)
+    assert not torch.equal(model.item_table(catalog), model.target_latents(catalog))
+    model.save_pretrained(tmp_path / "m")
+    back = ContRecForRecommendation.from_pretrained(tmp_path / "m")
+    assert back.config.item_table == "tokens"
+    assert torch.equal(back.item_table(catalog), model.item_table(catalog))

@@ -10,7 +10,7 @@ from diffusers import (
 )
 
 from contrec_hf.errors import CheckpointError, DataError, InputError
-from contrec_hf.pipelines import ContRecCatalog, ContRecDiffusionPipeline
+from contrec_hf.pipelines import ContRecCatalog, ContRecDiffusionPipeline, build_pipeline
 
 SWAPS = [DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler]
 
@@ -116,6 +116,56 @@ def test_full_path_generates_text(pipe):
     out = call(pipe, generate_text=True, text_weight=0.5)
     assert len(out.texts) == 2 and all(isinstance(t, str) for t in out.texts)
     assert len(out.item_ids[0]) == 3
+
+
+def test_histories_as_tensors_and_arrays_of_numeric_ids():
+    import numpy as np
+    from conftest import make_cyclic_dataset
+    from tiny import tiny_pipeline
+
+    numeric = tiny_pipeline(make_cyclic_dataset(prefix=""), num_train_timesteps=50)
+    lists = numeric([[1, 2, 3], [7, 8, 9]], top_k=4).item_ids
+    assert numeric(torch.tensor([[1, 2, 3], [7, 8, 9]]), top_k=4).item_ids == lists  # [users, n]
+    assert numeric(np.array([[1, 2, 3], [7, 8, 9]]), top_k=4).item_ids == lists
+    assert numeric([torch.tensor([1, 2, 3]), np.array([7, 8, 9])], top_k=4).item_ids == lists  # one per user
+    assert numeric(torch.tensor([1, 2, 3]), top_k=4).item_ids == lists[:1]  # [n]: one user
+    with pytest.raises(DataError, match="1-D or 2-D"):
+        numeric(torch.zeros(1, 2, 3, dtype=torch.long))
+
+
+def test_full_path_never_emits_item_markers(pipe):
+    """An LM that would write `<item_token>` at every step (its placeholder needs features the prompt lacks, so the
+    second forward would fail its count check) still completes: markers are banned from generation."""
+    import copy
+
+    from torch import nn
+
+    biased = copy.deepcopy(pipe)
+    lm, config = biased.recommender.language_model, biased.recommender.config
+    head = nn.Linear(lm.lm_head.in_features, lm.lm_head.out_features, bias=True)
+    nn.init.zeros_(head.weight)
+    with torch.no_grad():
+        head.bias.zero_()
+        head.bias[config.item_token_id] = 100.0  # the greedy choice, were it allowed
+        head.bias[config.item_start_token_id] = 90.0
+        head.bias[config.pref_token_id] = 50.0  # next best: stop at once
+    lm.lm_head = head
+    condition, texts = biased.generate_and_encode([[1, 2], [5]])
+    assert condition.shape[0] == 2 and texts == ["", ""]
+
+
+def test_the_catalog_stores_the_table_the_recommender_ranks_with():
+    from conftest import make_cyclic_dataset
+    from tiny import tiny_features, tiny_pipeline
+
+    data = make_cyclic_dataset()
+    learned = tiny_pipeline(data, num_train_timesteps=50, ranking_loss_weight=1.0, item_table="tokens")
+    with torch.no_grad():
+        learned.recommender.table_projector[-1].bias.fill_(0.2)  # a table that differs from the frozen latents
+    rebuilt = build_pipeline(learned.recommender, learned.text_tokenizer, data, tiny_features(data))
+    features = rebuilt.catalog.features
+    assert torch.equal(rebuilt.catalog.latents, rebuilt.recommender.item_table(features))
+    assert not torch.equal(rebuilt.catalog.latents, rebuilt.recommender.target_latents(features))
 
 
 def test_numeric_ids_accept_int_and_str():

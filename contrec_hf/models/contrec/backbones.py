@@ -74,8 +74,9 @@ def apply_lora(
     """Wrap a [`ContRecForRecommendation`] with LoRA on its language model.
 
     Targets are explicit and scoped to ``language_model`` (default: the attention and MLP projections of
-    Llama-style blocks). The projector, condition projector, null condition and denoiser stay fully
-    trainable, and so do the rows of the new special tokens in the embedding matrix.
+    Llama-style blocks). The projectors (tokens → LM, condition, and the learned item table's), the null condition
+    and the denoiser stay fully trainable (PEFT matches `modules_to_save` by name suffix), and so do the rows of the
+    new special tokens in the embedding matrix.
     """
     from peft import LoraConfig, get_peft_model
 

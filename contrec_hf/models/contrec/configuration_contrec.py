@@ -74,13 +74,19 @@ class ContRecConfig(PreTrainedConfig):
             deterministic input (x_t = 0, t = T − 1) to regress x₀ with the MSE, i.e. a regression head with the
             same network and target; the x₀ read-out then returns its output. Needs `prediction_type="sample"`.
 
-        ranking_loss_weight (`float`, defaults to 0.0): λ_rank, weight of a softmax over the whole catalog on the
+        ranking_loss_weight (`float`, defaults to 1.0): λ_rank, weight of a softmax over the whole catalog on the
             head's x₀ read-out (the one the pipeline ranks with): L_rank = −log softmax_j(cos(x̂₀, e_j)/τ)[target],
-            e_j the frozen latent of item j, at `<pref>` and (with `history_diffusion_weight` > 0) at every
+            e_j item j's row of the item table, at `<pref>` and (with `history_diffusion_weight` > 0) at every
             `</item>`. Not in the paper: the strongest diffusion and LLM recommenders rank with such a softmax
-            (DiffuRec, HLLM, E4SRec; docs/method.md). 0 is the paper's MSE-only head. Needs the catalog's
-            features and the target ids in `forward` (the trainer passes them).
+            (DiffuRec, HLLM, E4SRec; docs/method.md); on ML-100K it is the largest lever measured
+            (docs/benchmarks.md). 0 is the paper's MSE-only head. Needs the catalog's features and the target ids
+            in `forward` (`ContRecCollator` batches carry both).
         ranking_temperature (`float`, defaults to 0.07): τ of the ranking softmax (HLLM's initial value).
+        item_table (`str`, defaults to `"latent"`): the item table e that retrieval (and the ranking loss) scores
+            against. `"latent"`: the frozen σ-VAE latent, the mean of the K μ's (the paper's). `"tokens"`: that latent
+            plus a learned MLP of the item's K tokens (zero-initialised, so training starts from the paper's table;
+            every item, cold ones too, is scored from its content alone). Trained only through the ranking loss;
+            diffusion targets stay the frozen latents. A saved pipeline's catalog stores the table it scores with.
 
     Example:
         ```python
@@ -127,8 +133,9 @@ class ContRecConfig(PreTrainedConfig):
     history_diffusion_weight: float = 1.0
     regression_head: bool = False
     flip_dispersive_sign: bool = False
-    ranking_loss_weight: float = 0.0
+    ranking_loss_weight: float = 1.0
     ranking_temperature: float = 0.07
+    item_table: Literal["latent", "tokens"] = "latent"
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -149,6 +156,10 @@ class ContRecConfig(PreTrainedConfig):
                      "ranking_loss_weight"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.item_table not in ("latent", "tokens"):
+            raise ConfigError(f"item_table must be 'latent' or 'tokens', got {self.item_table!r}")
+        if self.item_table == "tokens" and self.ranking_loss_weight == 0:
+            raise ConfigError("item_table='tokens' is learned through the ranking loss: set ranking_loss_weight > 0")
         if self.ranking_temperature <= 0:
             raise ConfigError(f"ranking_temperature must be > 0, got {self.ranking_temperature}")
         if self.regression_head and self.prediction_type != "sample":

@@ -97,6 +97,9 @@ class ContRecPreTrainedModel(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
             module._zero_init()
         elif isinstance(module, ContRecForRecommendation):
             nn.init.normal_(module.null_condition, std=0.02)
+            if module.table_projector is not None:  # the learned table starts as the frozen latents
+                nn.init.zeros_(module.table_projector[-1].weight)
+                nn.init.zeros_(module.table_projector[-1].bias)
 
 
 class ContRecForRecommendation(ContRecPreTrainedModel):
@@ -112,7 +115,9 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         ...     item_end_token_id=96, item_token_id=97, pref_token_id=98)
         >>> model = ContRecForRecommendation(config)
         >>> ids = torch.tensor([[5, 95, 97, 97, 96, 7, 98]])          # one history item (K = 2), then <pref>
-        >>> out = model(input_ids=ids, item_features=torch.randn(1, 24), target_features=torch.randn(1, 24))
+        >>> catalog = torch.randn(9, 24)                                 # every item's features
+        >>> out = model(input_ids=ids, item_features=catalog[[2]], target_features=catalog[[4]],
+        ...             item_ids=torch.tensor([2]), target_ids=torch.tensor([4]), catalog_features=catalog)
         >>> out.condition.shape
         torch.Size([1, 256])
         ```
@@ -150,6 +155,14 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             hidden_dim=config.denoiser_hidden_size,
             num_blocks=config.denoiser_num_blocks,
         )
+        self.table_projector = None  # item_table="tokens": e_j = latent_j + MLP(tokens_j)
+        if config.item_table == "tokens":
+            k = config.num_item_tokens
+            self.table_projector = nn.Sequential(
+                nn.Linear(k * d_z, config.projector_hidden_size),
+                nn.GELU(),
+                nn.Linear(config.projector_hidden_size, d_z),
+            )
         self._noise_scheduler: DDPMScheduler | None = None
         self.post_init()
         self.freeze_item_tokenizer()
@@ -381,6 +394,18 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         disp = dispersive_loss(out.representation, self.config.dispersive_temperature)
         return diff, disp
 
+    def item_table(self, item_features: torch.Tensor) -> torch.Tensor:
+        """The item table e that retrieval scores against (`item_table`): `[N, input_dim]` → `[N, d_z]`.
+
+        `"latent"`: the frozen latents (= [`target_latents`]); `"tokens"`: those plus the learned MLP of the K tokens.
+        """
+        latents = self.target_latents(item_features)  # [N, d_z], frozen
+        if self.table_projector is None:
+            return latents
+        with torch.no_grad():
+            tokens = self.item_tokenizer.encode(item_features)  # [N, K, d_z], frozen
+        return latents + self.table_projector(tokens.flatten(1))
+
     def ranking_loss(
         self, condition: torch.Tensor, target_ids: torch.Tensor, catalog_latents: torch.Tensor
     ) -> torch.Tensor:
@@ -393,7 +418,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         Args:
             condition (`torch.Tensor` of shape `[batch, condition_dim]`): c.
             target_ids (`torch.LongTensor` of shape `[batch]`): the next items' catalog indices.
-            catalog_latents (`torch.Tensor` of shape `[num_items, d_z]`): the item table e (frozen latents).
+            catalog_latents (`torch.Tensor` of shape `[num_items, d_z]`): the item table e ([`item_table`]).
 
         Returns:
             `torch.Tensor` of shape `()`.
@@ -473,7 +498,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                 diff, disp = self.diffusion_losses(condition, targets)
                 sign = -1.0 if self.config.flip_dispersive_sign else 1.0  # −1: the authors' code (an ablation)
                 parts += [diff, sign * self.config.dispersive_loss_weight * disp]
-                catalog = self.target_latents(catalog_features) if ranking else None  # [num_items, d_z], frozen
+                catalog = self.item_table(catalog_features) if ranking else None  # [num_items, d_z]
                 rank_conditions, rank_ids = [condition], [target_ids]
                 if self.config.history_diffusion_weight > 0 and item_features is not None:
                     conditions, x0, next_ids = self._history_targets(
