@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,7 +9,7 @@ import contrec_hf  # noqa: F401 - registers the Auto classes
 from contrec_hf.data.prompts import ContRecCollator, PromptBuilder, train_text_tokenizer
 from contrec_hf.errors import ConfigError, InputError
 from contrec_hf.models import ContRecConfig, ContRecForRecommendation
-from contrec_hf.models.contrec.modeling_contrec import exp_noise_betas
+from contrec_hf.models.contrec.modeling_contrec import exp_noise_betas, sampled_candidates
 
 TEXT_CONFIGS = {
     "llama": {"model_type": "llama", "num_key_value_heads": 2},
@@ -420,3 +422,34 @@ def test_learned_item_table_starts_at_the_latents_trains_and_round_trips(text_to
     back = ContRecForRecommendation.from_pretrained(tmp_path / "m")
     assert back.config.item_table == "tokens"
     assert torch.equal(back.item_table(catalog), model.item_table(catalog))
+
+
+def test_sampled_candidates_hold_every_target_once_with_the_logq_correction():
+    targets = torch.tensor([4, 9, 4, 0])
+    candidates, log_inclusion, labels = sampled_candidates(targets, 50, 7, torch.Generator().manual_seed(0))
+    assert candidates[:3].tolist() == [0, 4, 9] and len(set(candidates.tolist())) == len(candidates)  # unique
+    assert torch.equal(candidates[labels], targets)  # each row's label points at its own positive
+    assert torch.equal(log_inclusion[:3], torch.zeros(3))  # the batch's targets: always candidates (π = 1)
+    assert torch.allclose(log_inclusion[3:], torch.full((len(candidates) - 3,), math.log(7 / 50)))  # π = n / I
+    assert 3 < len(candidates) <= 3 + 7
+    with pytest.raises(InputError, match="num_negatives"):
+        sampled_candidates(targets, 50, 0)
+
+
+def test_sampled_softmax_with_every_item_drawn_is_the_full_softmax(text_tokenizer):
+    model = build("llama", text_tokenizer, ranking_negatives=0)
+    model.eval()
+    inputs = batch(text_tokenizer, model)
+    condition = model(**inputs).condition
+    catalog, targets = inputs["catalog_features"], inputs["target_ids"]
+    full = model.ranking_loss(condition, targets, catalog)
+    candidates, log_inclusion, labels = sampled_candidates(targets, 13, 13)  # every item, in another order
+    assert sorted(candidates.tolist()) == list(range(13)) and not log_inclusion.any()
+    table = model.item_table(catalog[candidates])
+    logits = F.normalize(model.predict_x0(condition), dim=-1) @ F.normalize(table, dim=-1).T / 0.07
+    assert torch.allclose(F.cross_entropy(logits - log_inclusion, labels), full, atol=1e-5)
+    model.config.ranking_negatives = 5  # sampled: fewer candidates, another (finite) estimate
+    sampled = model.ranking_loss(condition, targets, catalog)
+    assert torch.isfinite(sampled) and not torch.allclose(sampled, full)
+    with pytest.raises(ConfigError, match="ranking_negatives"):
+        ContRecConfig(ranking_negatives=-1)

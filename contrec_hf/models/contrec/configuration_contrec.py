@@ -82,6 +82,9 @@ class ContRecConfig(PreTrainedConfig):
             (docs/benchmarks.md). 0 is the paper's MSE-only head. Needs the catalog's features and the target ids
             in `forward` (`ContRecCollator` batches carry both).
         ranking_temperature (`float`, defaults to 0.07): τ of the ranking softmax (HLLM's initial value).
+        ranking_negatives (`int`, defaults to 0): 0 ranks against the whole catalog (a full softmax); n > 0 ranks
+            against the batch's targets and n uniformly drawn items, logQ-corrected (a sampled softmax for catalogs
+            too large for one row of logits per target; n ≥ the catalog size is the full softmax again).
         item_table (`str`, defaults to `"latent"`): the item table e that retrieval (and the ranking loss) scores
             against. `"latent"`: the frozen σ-VAE latent, the mean of the K μ's (the paper's). `"tokens"`: that latent
             plus a learned MLP of the item's K tokens (zero-initialised, so training starts from the paper's table;
@@ -135,6 +138,7 @@ class ContRecConfig(PreTrainedConfig):
     flip_dispersive_sign: bool = False
     ranking_loss_weight: float = 1.0
     ranking_temperature: float = 0.07
+    ranking_negatives: int = 0
     item_table: Literal["latent", "tokens"] = "latent"
     tie_word_embeddings: bool = False
 
@@ -160,6 +164,8 @@ class ContRecConfig(PreTrainedConfig):
             raise ConfigError(f"item_table must be 'latent' or 'tokens', got {self.item_table!r}")
         if self.item_table == "tokens" and self.ranking_loss_weight == 0:
             raise ConfigError("item_table='tokens' is learned through the ranking loss: set ranking_loss_weight > 0")
+        if self.ranking_negatives < 0:
+            raise ConfigError(f"ranking_negatives must be ≥ 0 (0 = the full softmax), got {self.ranking_negatives}")
         if self.ranking_temperature <= 0:
             raise ConfigError(f"ranking_temperature must be > 0, got {self.ranking_temperature}")
         if self.regression_head and self.prediction_type != "sample":

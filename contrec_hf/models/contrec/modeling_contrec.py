@@ -28,7 +28,13 @@ from ..denoiser import ContRecDenoiser, dispersive_loss
 from ..tokenizer import ContRecTokenizer
 from .configuration_contrec import ContRecConfig
 
-__all__ = ["ContRecForRecommendation", "ContRecOutput", "ContRecPreTrainedModel", "exp_noise_betas"]
+__all__ = [
+    "ContRecForRecommendation",
+    "ContRecOutput",
+    "ContRecPreTrainedModel",
+    "exp_noise_betas",
+    "sampled_candidates",
+]
 
 
 def exp_noise_betas(num_steps: int = 200, beta_min: float = 0.1, beta_max: float = 10.0) -> list[float]:
@@ -55,6 +61,39 @@ def build_noise_scheduler(config: ContRecConfig) -> DDPMScheduler:
     # own defaults for those keys (e.g. Euler's timestep_spacing), and a saved config does not list them, so a
     # swapped scheduler would behave differently before and after save_pretrained.
     return DDPMScheduler.from_config({k: v for k, v in scheduler.config.items() if not k.startswith("_")})
+
+
+def sampled_candidates(
+    target_ids: torch.Tensor, num_items: int, num_negatives: int, generator: torch.Generator | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The candidates of a sampled softmax: the batch's targets (in-batch negatives) and ``num_negatives`` items drawn
+    uniformly without replacement, with their log inclusion probabilities for the logQ correction.
+
+    Given the batch, its targets T are always candidates (π = 1); any other item is one iff it is drawn, with
+    π = n / num_items. Logits s_j − log π_j over the candidates make Σ_C exp(s_j)/π_j an unbiased estimate of the
+    full softmax's normaliser (Horvitz–Thompson; the logQ correction of Bengio & Senecal 2008, Yi et al. 2019).
+    With every item drawn (n = num_items) the candidates are the catalog, π = 1, and the loss is the full softmax.
+
+    Args:
+        target_ids (`torch.LongTensor` of shape `[batch]`): each row's positive.
+        num_items (`int`): catalog size.
+        num_negatives (`int`): n, items drawn uniformly, 1 ≤ n ≤ num_items.
+        generator (`torch.Generator`, *optional*): for the draw (default: torch's global generator).
+
+    Returns:
+        `tuple`: ``candidates`` `[C]` (catalog indices, the targets first), ``log_inclusion`` `[C]` (log π) and
+        ``labels`` `[batch]` (each row's positive, as a position in ``candidates``).
+    """
+    if not 1 <= num_negatives <= num_items:
+        raise InputError(f"num_negatives must be in [1, {num_items}], got {num_negatives}")
+    in_batch = torch.unique(target_ids)  # [T], sorted
+    drawn = torch.randperm(num_items, generator=generator)[:num_negatives].to(target_ids.device)  # [n]
+    fresh = drawn[~torch.isin(drawn, in_batch)]  # [C − T]
+    candidates = torch.cat([in_batch, fresh])
+    log_inclusion = torch.cat(
+        [torch.zeros(len(in_batch)), torch.full((len(fresh),), math.log(num_negatives / num_items))]
+    )
+    return candidates, log_inclusion.to(target_ids.device), torch.searchsorted(in_batch, target_ids)
 
 
 @dataclass
@@ -407,26 +446,38 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         return latents + self.table_projector(tokens.flatten(1))
 
     def ranking_loss(
-        self, condition: torch.Tensor, target_ids: torch.Tensor, catalog_latents: torch.Tensor
+        self, condition: torch.Tensor, target_ids: torch.Tensor, catalog_features: torch.Tensor
     ) -> torch.Tensor:
-        """L_rank = −log softmax_j(cos(x̂₀(c), e_j) / τ)[target]: a full softmax over the catalog on the x₀ read-out.
+        """L_rank = −log softmax_j(cos(x̂₀(c), e_j) / τ)[target]: a softmax over the catalog on the x₀ read-out.
 
         x̂₀(c) is [`x0_estimate`] at guidance 1, the estimate the pipeline and the trainer rank with, so the loss
         trains exactly the scores that are evaluated. Source: the catalog-softmax objectives of DiffuRec (Li et al.,
-        TOIS 2023, CE on the denoised output) and HLLM (Chen et al., 2024, cosine / τ); docs/method.md.
+        TOIS 2023, CE on the denoised output) and HLLM (Chen et al., 2024, cosine / τ); docs/method.md. With
+        `ranking_negatives` = n < num_items the softmax runs over [`sampled_candidates`] (the batch's targets and n
+        random items, logQ-corrected) instead of the whole catalog.
 
         Args:
             condition (`torch.Tensor` of shape `[batch, condition_dim]`): c.
             target_ids (`torch.LongTensor` of shape `[batch]`): the next items' catalog indices.
-            catalog_latents (`torch.Tensor` of shape `[num_items, d_z]`): the item table e ([`item_table`]).
+            catalog_features (`torch.Tensor` of shape `[num_items, input_dim]`): every item's features; the table e
+                is their [`item_table`].
 
         Returns:
             `torch.Tensor` of shape `()`.
         """
         from ...retrieval import latent_scores
 
-        logits = latent_scores(self.x0_estimate(condition), catalog_latents) / self.config.ranking_temperature
-        return F.cross_entropy(logits, target_ids.to(logits.device))  # [B, num_items] → ()
+        target_ids, num_items = target_ids.to(catalog_features.device), catalog_features.shape[0]
+        negatives = self.config.ranking_negatives
+        if 0 < negatives < num_items:
+            candidates, log_inclusion, labels = sampled_candidates(target_ids, num_items, negatives)
+            features = catalog_features[candidates]  # [C, input_dim]
+        else:  # the full softmax
+            features, log_inclusion, labels = catalog_features, 0.0, target_ids
+        logits = (
+            latent_scores(self.x0_estimate(condition), self.item_table(features)) / self.config.ranking_temperature
+        )
+        return F.cross_entropy(logits - log_inclusion, labels.to(logits.device))  # [B, C] → ()
 
     def forward(
         self,
@@ -498,7 +549,6 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                 diff, disp = self.diffusion_losses(condition, targets)
                 sign = -1.0 if self.config.flip_dispersive_sign else 1.0  # −1: the authors' code (an ablation)
                 parts += [diff, sign * self.config.dispersive_loss_weight * disp]
-                catalog = self.item_table(catalog_features) if ranking else None  # [num_items, d_z]
                 rank_conditions, rank_ids = [condition], [target_ids]
                 if self.config.history_diffusion_weight > 0 and item_features is not None:
                     conditions, x0, next_ids = self._history_targets(
@@ -511,7 +561,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                     rank_conditions.append(conditions)
                     rank_ids.append(next_ids)
                 if ranking:  # one softmax over the <pref> and the dense targets together
-                    rank = self.ranking_loss(torch.cat(rank_conditions), torch.cat(rank_ids), catalog)
+                    rank = self.ranking_loss(torch.cat(rank_conditions), torch.cat(rank_ids), catalog_features)
                     parts.append(self.config.ranking_loss_weight * rank)
             loss = sum(parts) if parts else None
         result = ContRecOutput(
