@@ -33,6 +33,7 @@ __all__ = [
     "machine",
     "parse_device",
     "provenance",
+    "publish",
     "write_section",
 ]
 
@@ -109,3 +110,13 @@ def write_section(name: str, body: str, title: str, docs: Path = DOCS) -> Path:
     head, rest = text.split(begin, 1)
     docs.write_text(head + begin + "\n" + body.strip("\n") + "\n" + end + rest.split(end, 1)[1])
     return docs
+
+
+def publish(lines: list[str], script: str, name: str, title: str, write_docs: bool) -> str:
+    """Close a table's ``lines`` with the :func:`provenance` line of ``script``, print it, and with ``write_docs``
+    put it in section ``name`` of the docs page (:func:`write_section`). Returns the body."""
+    body = "\n".join([*lines, "", provenance(command_line(script))])
+    print(body)
+    if write_docs:
+        write_section(name, body, title)
+    return body

@@ -18,7 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _report import ROOT, command_line, provenance, write_section
+from _report import ROOT, publish
 
 SECTION, TITLE = "main_job_seeds", "The main job over seeds (every stage reseeded)"
 CLI = Path(sys.executable).with_name("contrec-hf")
@@ -79,13 +79,8 @@ def main() -> None:
         f"`{args.recipe}`, {args.max_steps} stage-2 steps; seeds {', '.join(map(str, args.seeds))} (each seeds the "
         f"LightGCN features, the σ-VAE, stage 2 and SASRec). λ_text chosen on validation per seed: {weights}. Wall "
         f"time per job (s): {times}.",
-        "",
-        provenance(command_line("main_job_seeds.py")),
     ]
-    body = "\n".join(lines)
-    print(body)
-    if args.write_docs:
-        write_section(SECTION, body, TITLE)
+    publish(lines, "main_job_seeds.py", SECTION, TITLE, args.write_docs)
 
 
 if __name__ == "__main__":

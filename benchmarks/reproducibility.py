@@ -20,13 +20,14 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from _report import ROOT, command_line, provenance, write_section
+from _report import ROOT, publish
 
 SECTION, TITLE = "reproducibility", "Reproducibility: the main job twice, and killed and resumed"
 CLI = Path(sys.executable).with_name("contrec-hf")
@@ -49,6 +50,7 @@ def run_job(output: Path, max_steps: int, seed: int, log: Path, overwrite: bool 
 def kill_in_stage2(output: Path, max_steps: int, seed: int, log: Path, delay: float) -> dict:
     """Start a fresh job, SIGKILL it ``delay`` seconds after its stage 2 began; returns what was on disk then."""
     stages = output / "stages.json"
+    shutil.rmtree(output, ignore_errors=True)  # no stale stages.json for the wait below to read
     with log.open("a") as handle:
         child = subprocess.Popen(job_command(output, max_steps, seed, overwrite=True), stdout=handle,
                                  stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
@@ -140,13 +142,8 @@ def main() -> None:
         f"{test['contrec_full']['ndcg@10']:.4f}, SASRec {test['sasrec']['ndcg@10']:.4f}, Popularity "
         f"{test['pop']['ndcg@10']:.4f}. Wall time: a {seconds['a']:.0f}s, b {seconds['b']:.0f}s, c (resumed part) "
         f"{seconds['c']:.0f}s.",
-        "",
-        provenance(command_line("reproducibility.py")),
     ]
-    body = "\n".join(lines)
-    print(body)
-    if args.write_docs:
-        write_section(SECTION, body, TITLE)
+    publish(lines, "reproducibility.py", SECTION, TITLE, args.write_docs)
     if not all(ab and ac for _, ab, ac in rows) or not resumed:
         raise SystemExit(1)
 
