@@ -20,12 +20,12 @@ from .. import retrieval
 from ..data.prompts import ContRecCollator, PromptBuilder
 from ..errors import CheckpointError, ConfigError, DataError, InputError
 from ..models.contrec import ContRecForRecommendation
+from ..models.contrec.modeling_contrec import READOUTS
 from ..saving import AtomicSaveMixin, load_guard, local_folder
 from .catalog import ContRecCatalog
 
 __all__ = ["READOUTS", "ContRecDiffusionPipeline", "ContRecPipelineOutput"]
 
-READOUTS = ("sample", "mean", "x0")
 # Schedulers known not to serve a prediction type (HF_NOTES.md, checked on diffusers 0.42).
 _UNSUPPORTED = {
     "EulerAncestralDiscreteScheduler": {"sample"},
@@ -230,15 +230,10 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
         """The preference latent `[batch, latent_dim]` of each condition row `[batch, condition_dim]` (from
         [`encode_histories`] or [`generate_and_encode`]): the x₀ estimate (`"x0"`), one diffusion sample
         (`"sample"`) or the mean of `num_samples` samples (`"mean"`); the arguments are those of `__call__`."""
-        if readout not in READOUTS:
-            raise InputError(f"readout must be one of {READOUTS}, got {readout!r}")
-        if readout == "x0":
-            return self.recommender.predict_x0(condition, guidance_scale)
-        if readout == "sample":
-            return self.denoise(condition, num_inference_steps, guidance_scale, generator)
-        repeated = condition.repeat_interleave(num_samples, 0)
-        samples = self.denoise(repeated, num_inference_steps, guidance_scale, generator)
-        return samples.view(condition.shape[0], num_samples, -1).mean(1)
+        return self.recommender.read_out(
+            condition, readout, self.scheduler, num_inference_steps, guidance_scale, generator, num_samples,
+            self.progress_bar,
+        )  # fmt: skip
 
     # -------------------------------------------------------------------------------------- __call__
     @torch.no_grad()

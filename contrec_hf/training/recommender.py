@@ -27,14 +27,13 @@ from ..data.split import SequentialDataset
 from ..errors import ConfigError, ContRecError, InputError
 from ..evaluation import evaluate_scorer
 from ..models.contrec import ContRecForRecommendation
+from ..models.contrec.modeling_contrec import READOUTS
 from ..retrieval import latent_scores
 from ..saving import atomic_directory
 from ..utils import require_positive, set_seed, write_json
 from .checkpoint import load_training_state, save_training_state
 
 __all__ = ["RecommenderTrainer", "RecommenderTrainingArguments"]
-
-READOUTS = ("x0", "sample")
 
 
 @dataclass
@@ -54,7 +53,8 @@ class RecommenderTrainingArguments:
         patience (`int`): stop after this many validations without a better NDCG@10.
         eval_users (`int`): validate on this many users (a fixed, seeded subset; 0 = all).
         eval_batch_size (`int`): users per validation batch.
-        readout (`str`): ``"x0"`` (the denoiser's one-step x₀ estimate) or ``"sample"`` (a DDIM sample).
+        readout (`str`): ``"x0"`` (the denoiser's one-step x₀ estimate), ``"sample"`` (one DDIM-20 sample) or
+            ``"mean"`` (the mean of 8); see [`ContRecForRecommendation.read_out`].
         guidance_scale (`float`): classifier-free guidance at validation.
         seed (`int`): seeds the data order, response drops, noise and initialisation.
     """
@@ -209,11 +209,9 @@ class RecommenderTrainer:
         targets = [targets[u] for u in users]
 
         def scorer(batch: list[list[int]]) -> torch.Tensor:
-            condition = self.conditions(batch)
-            if self.args.readout == "x0":
-                latent = model.predict_x0(condition, self.args.guidance_scale)
-            else:
-                latent = sample_latents(model, condition, self.args.guidance_scale, seed=self.args.seed)
+            generator = torch.Generator(device="cpu").manual_seed(self.args.seed)  # sampled read-outs: DDIM-20
+            latent = model.read_out(self.conditions(batch), self.args.readout, None, 20, self.args.guidance_scale,
+                                    generator)  # fmt: skip
             return latent_scores(latent, item_latents).cpu()
 
         result = evaluate_scorer(
@@ -300,15 +298,3 @@ class RecommenderTrainer:
         if acc.is_main_process:
             write_json(self.output_dir / "training_log.json", self.state["history"])
             acc.print(f"step {record['step']}: loss {means.get('loss', float('nan')):.4f} val ndcg@10 {ndcg:.4f}")
-
-
-@torch.no_grad()
-def sample_latents(
-    model: ContRecForRecommendation, condition: torch.Tensor, guidance_scale: float, steps: int = 20, seed: int = 0
-) -> torch.Tensor:
-    """One DDIM sample per condition (`[batch, d_z]`), the paper's read-out."""
-    from diffusers import DDIMScheduler
-
-    scheduler = DDIMScheduler.from_config(model.noise_scheduler.config, clip_sample=False)
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    return model.sample(condition, scheduler, steps, guidance_scale, generator)

@@ -59,7 +59,7 @@ def test_corrupt_checkpoint_is_reported(cyclic_dataset, tmp_path):
 
 def test_bad_arguments(cyclic_dataset, tmp_path):
     with pytest.raises(ValueError, match="readout"):
-        RecommenderTrainingArguments(output_dir=str(tmp_path), readout="mean")
+        RecommenderTrainingArguments(output_dir=str(tmp_path), readout="median")
     with pytest.raises(ValueError, match="max_steps"):
         RecommenderTrainingArguments(output_dir=str(tmp_path), max_steps=0)
     trainer = setup(cyclic_dataset, tmp_path)

@@ -29,12 +29,17 @@ from ..tokenizer import ContRecTokenizer
 from .configuration_contrec import ContRecConfig
 
 __all__ = [
+    "READOUTS",
     "ContRecForRecommendation",
     "ContRecOutput",
     "ContRecPreTrainedModel",
     "exp_noise_betas",
     "sampled_candidates",
 ]
+
+
+# The read-outs of [`ContRecForRecommendation.read_out`]: the x₀ estimate, one sample, the mean of N samples.
+READOUTS = ("x0", "sample", "mean")
 
 
 def exp_noise_betas(num_steps: int = 200, beta_min: float = 0.1, beta_max: float = 10.0) -> list[float]:
@@ -584,6 +589,50 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         prompts ending in `<pref>`, no response), its tensors moved to this model's device."""
         keys = [k for k in ("input_ids", "attention_mask", "item_features", "user_features") if k in inputs]
         return self(**{k: inputs[k].to(self.device) for k in keys}, return_loss=False).condition
+
+    @torch.no_grad()
+    def read_out(
+        self,
+        condition: torch.Tensor,
+        readout: str = "x0",
+        scheduler=None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 1.0,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        num_samples: int = 8,
+        progress_bar=None,
+    ) -> torch.Tensor:
+        """The preference latent of each condition: the one read-out switch of the library (the pipeline, the
+        trainer's validation and the main job all come here; docs/method.md §5).
+
+        Args:
+            condition (`torch.Tensor` of shape `[batch, condition_dim]`): c.
+            readout (`str`): one of [`READOUTS`]: `"x0"` (the one-step x₀ estimate, deterministic, no scheduler),
+                `"sample"` (one diffusion sample, the paper's) or `"mean"` (the mean of `num_samples` samples).
+            scheduler: a diffusers scheduler for the sampled read-outs (default: DDIM on the training schedule).
+            num_inference_steps (`int`): denoising steps of the sampled read-outs.
+            guidance_scale (`float`): classifier-free guidance s (1 = plain conditioning).
+            generator (`torch.Generator`, *optional*): the noise of the sampled read-outs.
+            num_samples (`int`): samples averaged by `"mean"`.
+            progress_bar: wraps the timesteps (the pipeline passes its own).
+
+        Returns:
+            `torch.Tensor` of shape `[batch, latent_dim]`.
+        """
+        if readout not in READOUTS:
+            raise InputError(f"readout must be one of {READOUTS}, got {readout!r}")
+        if readout == "x0":
+            return self.predict_x0(condition, guidance_scale)
+        if scheduler is None:
+            from diffusers import DDIMScheduler
+
+            scheduler = DDIMScheduler.from_config(self.noise_scheduler.config, clip_sample=False)
+        repeats = num_samples if readout == "mean" else 1
+        samples = self.sample(
+            condition.repeat_interleave(repeats, 0), scheduler, num_inference_steps, guidance_scale, generator,
+            progress_bar,
+        )  # fmt: skip
+        return samples.view(condition.shape[0], repeats, -1).mean(1) if repeats > 1 else samples
 
     @torch.no_grad()
     def predict_x0(self, condition: torch.Tensor, guidance_scale: float = 1.0) -> torch.Tensor:
