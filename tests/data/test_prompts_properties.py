@@ -130,6 +130,7 @@ def test_placeholders_match_the_item_features(tokenizer, setup):
     expected_items = [i for items in kept for i in items]
     assert out["item_features"].shape[0] == len(expected_items)
     assert out["item_features"][:, 0].tolist() == [4.0 * i for i in expected_items]
+    assert out["item_ids"].tolist() == expected_items
     assert int((out["input_ids"] == item_token).sum()) == k * out["item_features"].shape[0]
     for b, items in enumerate(kept):
         row = out["input_ids"][b].tolist()
@@ -144,10 +145,11 @@ def test_placeholders_match_the_item_features(tokenizer, setup):
         assert out["user_features"][:, 0].tolist() == [2.0 * u for _, _, u in batch]
     targets = [t for _, t, _ in batch]
     if all(t is not None for t in targets):
-        assert out["targets"].tolist() == targets
+        assert out["target_ids"].tolist() == targets
         assert out["target_features"][:, 0].tolist() == [4.0 * t for t in targets]
+        assert torch.equal(out["catalog_features"], torch.arange(len(builder.titles) * 4.0).reshape(-1, 4))
     else:
-        assert "targets" not in out and "target_features" not in out
+        assert not {"target_ids", "target_features", "catalog_features"} & set(out)
 
 
 @SETTINGS
@@ -252,7 +254,7 @@ def test_windows_and_prompts_agree_on_the_kept_history(tokenizer, setup, sequenc
     out = collator(batch)
     windows = [sequence[max(0, end - builder.max_history) : end] for _, end, _ in samples]
     assert out["item_features"][:, 0].tolist() == [4.0 * i for w in windows for i in w]
-    assert out["targets"].tolist() == sequence[1:]
+    assert out["target_ids"].tolist() == sequence[1:]
 
 
 def test_titles_cannot_inject_special_tokens(tokenizer):
