@@ -6,9 +6,10 @@ between 10% and 90% of run a's stage-2 time), then started again with the same c
 last checkpoint. The script compares ``metrics.json`` (every figure of the main job's table, exactly) and the
 SHA-256 of every weight file the runs saved (features, σ-VAE, recommender, pipeline, SASRec).
 
-Reproduce (three main jobs, ~15 min each at the demo's 2,000 steps on 2 cores; `--run-a runs/demo` reuses a
-finished `make demo` folder as run a, so only b and c run):
+Reproduce (three main jobs, ~25 min each at the demo's 2,000 steps on 2 cores; `--run-a runs/demo` reuses a
+`make demo` folder as run a, so only b and c run; `--parallel` runs them side by side, best with one thread each):
     .venv/bin/python benchmarks/reproducibility.py --run-a runs/demo --write-docs
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/reproducibility.py --max-steps 200 --parallel --write-docs
 
 Exit status 1 when any pair differs, so the script doubles as a slow end-to-end check.
 """
@@ -45,6 +46,23 @@ def run_job(output: Path, max_steps: int, seed: int, log: Path, overwrite: bool 
         subprocess.run(job_command(output, max_steps, seed, overwrite), stdout=handle, stderr=subprocess.STDOUT,
                        check=True)  # fmt: skip
     return time.perf_counter() - started
+
+
+def start_job(output: Path, max_steps: int, seed: int, log: Path) -> subprocess.Popen:
+    """Start one fresh main job in the background (its output in ``log``)."""
+    with log.open("a") as handle:
+        return subprocess.Popen(job_command(output, max_steps, seed, overwrite=True), stdout=handle,
+                                stderr=subprocess.STDOUT)  # fmt: skip
+
+
+def wait_for_stage(output: Path, stage: str, job: subprocess.Popen | None) -> float:
+    """Wait until the job in ``output`` has finished ``stage``; returns that stage's seconds."""
+    stages = output / "stages.json"
+    while not (stages.is_file() and stage in json.loads(stages.read_text() or "{}")):
+        if job is not None and job.poll() is not None:
+            raise SystemExit(f"the job in {output} ended (exit {job.returncode}) before its {stage} stage")
+        time.sleep(1)
+    return json.loads(stages.read_text())[stage]
 
 
 def kill_in_stage2(output: Path, max_steps: int, seed: int, log: Path, delay: float) -> dict:
@@ -102,7 +120,13 @@ def main() -> None:
     parser.add_argument(
         "--run-a",
         type=Path,
-        help="a finished `contrec-hf run --dataset ml-100k` folder (same --max-steps and --seed) to use as run a",
+        help="reuse this `contrec-hf run --dataset ml-100k` folder (same --max-steps and --seed) as run a; it may "
+        "still be running, past its stage 2",
+    )
+    parser.add_argument(
+        "--parallel",
+        action="store_true",
+        help="run b and c alongside a (with OMP_NUM_THREADS=1 on a 2-core machine, so that no core is oversubscribed)",
     )
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
@@ -111,20 +135,30 @@ def main() -> None:
 
     args.output.mkdir(parents=True, exist_ok=True)
     runs = {name: args.output / name for name in "abc"}
-    log = args.output / "jobs.log"
+    logs = {name: args.output / f"{name}.log" for name in "abc"}
+    started, jobs = time.perf_counter(), {}
     if args.run_a is not None:
-        if not (args.run_a / "metrics.json").is_file():
-            parser.error(f"--run-a {args.run_a} holds no finished main job (no metrics.json)")
         runs["a"] = args.run_a
-    seconds = {"a": sum(json.loads((args.run_a / "stages.json").read_text()).values())} if args.run_a else {}
-    seconds.update({name: run_job(runs[name], args.max_steps, args.seed, log) for name in "ab" if name not in seconds})
-    print(f"runs a and b: {seconds['a']:.0f}s and {seconds['b']:.0f}s", flush=True)
-    stage2 = json.loads((runs["a"] / "stages.json").read_text())["recommender"]
+    else:
+        jobs["a"] = start_job(runs["a"], args.max_steps, args.seed, logs["a"])
+        if not args.parallel:
+            jobs["a"].wait()
+    if args.parallel:
+        jobs["b"] = start_job(runs["b"], args.max_steps, args.seed, logs["b"])
+    else:
+        run_job(runs["b"], args.max_steps, args.seed, logs["b"])
+    stage2 = wait_for_stage(runs["a"], "recommender", jobs.get("a"))
     delay = random.Random(args.kill_seed).uniform(0.1, 0.9) * stage2
-    kill = kill_in_stage2(runs["c"], args.max_steps, args.seed, log, delay)
+    kill = kill_in_stage2(runs["c"], args.max_steps, args.seed, logs["c"], delay)
     print(f"run c killed {delay:.0f}s into stage 2 (last checkpoint: step {kill['last_checkpoint_step']})", flush=True)
-    seconds["c"] = run_job(runs["c"], args.max_steps, args.seed, log, overwrite=False)
-    resumed = "resumed from" in log.read_text().rsplit("[data]", 1)[-1]
+    run_job(runs["c"], args.max_steps, args.seed, logs["c"], overwrite=False)
+    resumed = "resumed from" in logs["c"].read_text().rsplit("[data]", 1)[-1]
+    for name in "ab":
+        if name in jobs and jobs[name].wait() != 0:
+            raise SystemExit(f"run {name} failed; see {logs[name]}")
+    while not (runs["a"] / "metrics.json").is_file():  # a reused run a may still be finishing
+        time.sleep(1)
+    minutes = (time.perf_counter() - started) / 60
 
     rows = compare(runs)
     test = json.loads((runs["a"] / "metrics.json").read_text())["test"]
@@ -140,8 +174,7 @@ def main() -> None:
         "",
         f"Test NDCG@10 of run a: ContRec {test['contrec']['ndcg@10']:.4f}, full path "
         f"{test['contrec_full']['ndcg@10']:.4f}, SASRec {test['sasrec']['ndcg@10']:.4f}, Popularity "
-        f"{test['pop']['ndcg@10']:.4f}. Wall time: a {seconds['a']:.0f}s, b {seconds['b']:.0f}s, c (resumed part) "
-        f"{seconds['c']:.0f}s.",
+        f"{test['pop']['ndcg@10']:.4f}. {'Runs side by side, ' if args.parallel else ''}{minutes:.0f} min in all.",
     ]
     publish(lines, "reproducibility.py", SECTION, TITLE, args.write_docs)
     if not all(ab and ac for _, ab, ac in rows) or not resumed:
