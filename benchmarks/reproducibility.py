@@ -1,8 +1,8 @@
 """The main job, run twice and once killed with SIGKILL in stage 2 and resumed: are the results the same bits?
 
 Three runs of ``contrec-hf run --dataset ml-100k`` with one seed, on this machine, with torch's default thread
-count: ``a`` and ``b`` straight through; ``c`` killed at a random moment of stage 2 (drawn from ``--kill-seed``,
-between 10% and 90% of run a's stage-2 time), then started again with the same command, which resumes from its
+count: ``a`` and ``b`` straight through; ``c`` killed at a random moment of stage 2 (after a checkpoint drawn from
+``--kill-seed`` and a further random 0–3 s), then started again with the same command, which resumes from its
 last checkpoint. The script compares ``metrics.json`` (every figure of the main job's table, exactly) and the
 SHA-256 of every weight file the runs saved (features, σ-VAE, recommender, pipeline, SASRec).
 
@@ -65,29 +65,35 @@ def wait_for_stage(output: Path, stage: str, job: subprocess.Popen | None) -> fl
     return json.loads(stages.read_text())[stage]
 
 
-def kill_in_stage2(output: Path, max_steps: int, seed: int, log: Path, delay: float) -> dict:
-    """Start a fresh job, SIGKILL it ``delay`` seconds after its stage 2 began; returns what was on disk then."""
-    stages = output / "stages.json"
-    shutil.rmtree(output, ignore_errors=True)  # no stale stages.json for the wait below to read
+def kill_in_stage2(output: Path, max_steps: int, seed: int, log: Path, kill_seed: int) -> dict:
+    """Start a fresh job and SIGKILL it at a random point of its stage 2: after the checkpoint of a step drawn from
+    ``kill_seed`` (one of the first seven of eight) and a further random 0–3 s, i.e. between two checkpoints. Refuses
+    to report a kill that did not land in stage 2. Returns the checkpoint step and the extra delay."""
+    rng = random.Random(kill_seed)
+    save_steps = max(1, max_steps // 8)
+    target, extra = save_steps * rng.randint(1, 7), rng.uniform(0.0, 3.0)
+    stages, state_file = output / "stages.json", output / "recommender-training" / "checkpoints" / "last"
+    state_file = state_file / "trainer_state.json"
+    shutil.rmtree(output, ignore_errors=True)  # no stale files for the waits below to read
     with log.open("a") as handle:
         child = subprocess.Popen(job_command(output, max_steps, seed, overwrite=True), stdout=handle,
                                  stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         try:
-            while not (stages.is_file() and "tokenizer" in json.loads(stages.read_text() or "{}")):
+            while not (state_file.is_file() and json.loads(state_file.read_text())["trainer"]["step"] >= target):
                 if child.poll() is not None:
-                    raise SystemExit(f"run c ended (exit {child.returncode}) before its stage 2; see {log}")
-                time.sleep(0.2)
-            time.sleep(delay)
-            if child.poll() is not None:
-                raise SystemExit(f"run c ended before the kill at {delay:.0f}s into stage 2; lower the delay")
+                    raise SystemExit(f"run c ended (exit {child.returncode}) before its step-{target} checkpoint")
+                time.sleep(0.05)
+            time.sleep(extra)
+            in_stage2 = child.poll() is None and "recommender" not in json.loads(stages.read_text())
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
         finally:
             if child.poll() is None:
                 os.killpg(child.pid, signal.SIGKILL)
-    state_file = output / "recommender-training" / "checkpoints" / "last" / "trainer_state.json"
-    step = json.loads(state_file.read_text())["trainer"]["step"] if state_file.is_file() else 0
-    return {"killed_after_s": delay, "last_checkpoint_step": step}
+    if not in_stage2:
+        raise SystemExit("the kill came after stage 2 had finished; rerun with another --kill-seed")
+    step = json.loads(state_file.read_text())["trainer"]["step"]
+    return {"extra_s": extra, "last_checkpoint_step": step}
 
 
 def fingerprints(run: Path) -> dict[str, str]:
@@ -128,6 +134,7 @@ def main() -> None:
         action="store_true",
         help="run b and c alongside a (with OMP_NUM_THREADS=1 on a 2-core machine, so that no core is oversubscribed)",
     )
+    parser.add_argument("--run-b", type=Path, help="reuse this finished folder as run b (same options)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     if args.max_steps < 8:
@@ -143,20 +150,20 @@ def main() -> None:
         jobs["a"] = start_job(runs["a"], args.max_steps, args.seed, logs["a"])
         if not args.parallel:
             jobs["a"].wait()
-    if args.parallel:
+    if args.run_b is not None:
+        runs["b"] = args.run_b
+    elif args.parallel:
         jobs["b"] = start_job(runs["b"], args.max_steps, args.seed, logs["b"])
     else:
         run_job(runs["b"], args.max_steps, args.seed, logs["b"])
-    stage2 = wait_for_stage(runs["a"], "recommender", jobs.get("a"))
-    delay = random.Random(args.kill_seed).uniform(0.1, 0.9) * stage2
-    kill = kill_in_stage2(runs["c"], args.max_steps, args.seed, logs["c"], delay)
-    print(f"run c killed {delay:.0f}s into stage 2 (last checkpoint: step {kill['last_checkpoint_step']})", flush=True)
+    kill = kill_in_stage2(runs["c"], args.max_steps, args.seed, logs["c"], args.kill_seed)
+    print(f"run c killed {kill['extra_s']:.1f}s after its step-{kill['last_checkpoint_step']} checkpoint", flush=True)
     run_job(runs["c"], args.max_steps, args.seed, logs["c"], overwrite=False)
     resumed = "resumed from" in logs["c"].read_text().rsplit("[data]", 1)[-1]
     for name in "ab":
         if name in jobs and jobs[name].wait() != 0:
             raise SystemExit(f"run {name} failed; see {logs[name]}")
-    while not (runs["a"] / "metrics.json").is_file():  # a reused run a may still be finishing
+    while not all((runs[n] / "metrics.json").is_file() for n in "ab"):  # reused runs may still be finishing
         time.sleep(1)
     minutes = (time.perf_counter() - started) / 60
 
@@ -164,8 +171,8 @@ def main() -> None:
     test = json.loads((runs["a"] / "metrics.json").read_text())["test"]
     lines = [
         f"Three `contrec-hf run --dataset ml-100k --max-steps {args.max_steps} --seed {args.seed}` jobs: a and b "
-        f"straight through; c killed with SIGKILL {delay:.0f}s into stage 2 (its last checkpoint at step "
-        f"{kill['last_checkpoint_step']} of {args.max_steps}), then the same command again, which "
+        f"straight through; c killed with SIGKILL in stage 2, {kill['extra_s']:.1f}s after its step-"
+        f"{kill['last_checkpoint_step']} checkpoint (of {args.max_steps} steps), then the same command again, which "
         f"{'resumed from that checkpoint' if resumed else 'did NOT resume'}.",
         "",
         "| what | a = b (bitwise) | a = killed + resumed c (bitwise) |",
