@@ -65,13 +65,13 @@ def wait_for_stage(output: Path, stage: str, job: subprocess.Popen | None) -> fl
     return json.loads(stages.read_text())[stage]
 
 
-def kill_in_stage2(output: Path, max_steps: int, seed: int, log: Path, kill_seed: int) -> dict:
+def kill_in_stage2(output: Path, max_steps: int, seed: int, log: Path, kill_seed: int, steps: list[int]) -> dict:
     """Start a fresh job and SIGKILL it at a random point of its stage 2: after the checkpoint of a step drawn from
-    ``kill_seed`` (one of the first seven of eight) and a further random 0–3 s, i.e. between two checkpoints. Refuses
-    to report a kill that did not land in stage 2. Returns the checkpoint step and the extra delay."""
+    ``kill_seed`` among ``steps`` (the checkpoints the same job wrote in run a, its last one excluded: early stopping
+    may end stage 2 before max_steps) and a further random 0–3 s. Refuses to report a kill that did not land in
+    stage 2. Returns the checkpoint step and the extra delay."""
     rng = random.Random(kill_seed)
-    save_steps = max(1, max_steps // 8)
-    target, extra = save_steps * rng.randint(1, 7), rng.uniform(0.0, 3.0)
+    target, extra = rng.choice(steps[:-1] or steps), rng.uniform(0.0, 3.0)
     stages, state_file = output / "stages.json", output / "recommender-training" / "checkpoints" / "last"
     state_file = state_file / "trainer_state.json"
     shutil.rmtree(output, ignore_errors=True)  # no stale files for the waits below to read
@@ -156,7 +156,9 @@ def main() -> None:
         jobs["b"] = start_job(runs["b"], args.max_steps, args.seed, logs["b"])
     else:
         run_job(runs["b"], args.max_steps, args.seed, logs["b"])
-    kill = kill_in_stage2(runs["c"], args.max_steps, args.seed, logs["c"], args.kill_seed)
+    wait_for_stage(runs["a"], "recommender", jobs.get("a"))
+    log_a = json.loads((runs["a"] / "recommender-training" / "training_log.json").read_text())
+    kill = kill_in_stage2(runs["c"], args.max_steps, args.seed, logs["c"], args.kill_seed, [r["step"] for r in log_a])
     print(f"run c killed {kill['extra_s']:.1f}s after its step-{kill['last_checkpoint_step']} checkpoint", flush=True)
     run_job(runs["c"], args.max_steps, args.seed, logs["c"], overwrite=False)
     resumed = "resumed from" in logs["c"].read_text().rsplit("[data]", 1)[-1]
