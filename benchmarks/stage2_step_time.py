@@ -46,7 +46,6 @@ def build_steps(args):
     collator = ContRecCollator(text_tokenizer, builder, features.features, fast_path_probability=0.0)
     samples = sliding_window_samples(data.train_sequences(), 20)[::997][: args.batch_size]
     batch = collator([(data.sequences[u][max(0, e - 20) : e], t) for u, e, t in samples])
-    batch.pop("targets")
     batch = {k: v.to(device) for k, v in batch.items()}
     lm = model.language_model
     keep = (batch["labels"][:, 1:] != -100).any(0).nonzero().flatten()
