@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, SchedulerMixin
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
@@ -595,12 +596,12 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         self,
         condition: torch.Tensor,
         readout: str = "x0",
-        scheduler=None,
+        scheduler: SchedulerMixin | None = None,
         num_inference_steps: int = 50,
         guidance_scale: float = 1.0,
         generator: torch.Generator | list[torch.Generator] | None = None,
         num_samples: int = 8,
-        progress_bar=None,
+        progress_bar: Callable[[Iterable], Iterable] | None = None,
     ) -> torch.Tensor:
         """The preference latent of each condition: the one read-out switch of the library (the pipeline, the
         trainer's validation and the main job all come here; docs/method.md §5).
