@@ -164,7 +164,8 @@ def evaluate_sampled(recommender_dir: Path, tokenizer_dir: Path, data: Sequentia
     pipe = load_pipeline(recommender_dir, tokenizer_dir, data, device)
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     generator = torch.Generator(device).manual_seed(0)
-    scorer = contrec_scorer(pipe, False, "mean", 3.0, num_inference_steps=20, num_samples=8, generator=generator)
+    scorer = contrec_scorer(pipe, False, readout="mean", guidance_scale=3.0, num_inference_steps=20, num_samples=8,
+                            generator=generator)  # fmt: skip
     histories, targets = data.split("test")
     return evaluate_scorer(scorer, histories, targets, data.num_items, batch_size=64, progress=False).metrics
 

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import CheckpointError, ContRecError, InputError
+from .models.contrec.configuration_contrec import READOUTS
 
 __all__ = ["build_parser", "main"]
 
@@ -309,9 +310,9 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     if not args.all_users and not history:
         raise ContRecError("give --history (comma-separated item ids, e.g. 1,50,181) or --all-users with --output")
     for name in ("top_k", "steps", "batch_size"):  # checked before the (possibly large) pipeline loads
-        if getattr(args, name) < 1:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             raise InputError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
-    if not args.guidance_scale >= 0:
+    if args.guidance_scale is not None and not args.guidance_scale >= 0:
         raise InputError(f"--guidance-scale must be ≥ 0, got {args.guidance_scale}")
     pipe = ContRecDiffusionPipeline.from_pretrained(args.pipeline)
     if args.scheduler:
@@ -479,9 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--batch-size", type=int, default=64, help="users per pipeline call")
     recommend.add_argument("--top-k", type=int, default=10)
     recommend.add_argument("--scheduler", choices=sorted(SCHEDULERS), help="swap the pipeline's scheduler")
-    recommend.add_argument("--steps", type=int, default=50, help="denoising steps")
-    recommend.add_argument("--guidance-scale", type=float, default=3.0)
-    recommend.add_argument("--readout", choices=("x0", "sample", "mean"), default="x0")
+    read_out = "default: the recommender config's, the read-out it was trained for"
+    recommend.add_argument("--steps", type=int, help=f"denoising steps of a sampled read-out ({read_out})")
+    recommend.add_argument("--guidance-scale", type=float, help=f"classifier-free guidance s ({read_out})")
+    recommend.add_argument("--readout", choices=READOUTS, help=f"x0, one sample or the mean of 8 ({read_out})")
     recommend.add_argument("--generate-text", action="store_true", help="full path: write the reasoning first")
     recommend.add_argument("--text-weight", type=float, default=0.0, help="λ_text of the text + latent fusion")
     recommend.add_argument("--seed", type=int, default=0)

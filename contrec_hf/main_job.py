@@ -32,22 +32,17 @@ __all__ = ["RECIPES", "Recipe", "contrec_metrics", "contrec_scorer", "run_main_j
 
 @dataclass(frozen=True)
 class Recipe:
-    """How the main job trains ContRec (``config_overrides`` of `ContRecConfig`) and reads it out (validation
-    during training and the final evaluation), e.g. ``contrec-hf run --recipe paper``.
+    """How the main job trains ContRec and reads it out, as `ContRecConfig` fields (``config_overrides``), e.g.
+    ``contrec-hf run --recipe paper``. The read-out (`readout`, `guidance_scale`, `num_inference_steps`) is part of
+    the config, so validation during training, the final evaluation and the saved pipeline all use the recipe's.
 
     Attributes:
         description (`str`): one line for the report.
         config_overrides (`dict`): `ContRecConfig` fields that differ from the library's defaults.
-        readout (`str`): the pipeline read-out, ``"x0"`` or ``"sample"``.
-        guidance_scale (`float`): classifier-free guidance of the read-out.
-        num_inference_steps (`int`): denoising steps of a sampled read-out (the scheduler: DDPM).
     """
 
     description: str
     config_overrides: dict[str, Any] = field(default_factory=dict)
-    readout: str = "x0"
-    guidance_scale: float = 1.0
-    num_inference_steps: int = 50
 
 
 # docs/method.md, "Two recipes", lists every difference between these two.
@@ -56,10 +51,14 @@ RECIPES = {
     "paper": Recipe(
         "the paper's: one <pref> diffusion target, MSE only, λ_disp 0.5, frozen-latent table, one DDPM-200 sample "
         "at guidance 3",
-        {"history_diffusion_weight": 0.0, "ranking_loss_weight": 0.0, "dispersive_loss_weight": 0.5},
-        readout="sample",
-        guidance_scale=3.0,
-        num_inference_steps=200,
+        {
+            "history_diffusion_weight": 0.0,
+            "ranking_loss_weight": 0.0,
+            "dispersive_loss_weight": 0.5,
+            "readout": "sample",
+            "guidance_scale": 3.0,
+            "num_inference_steps": 200,
+        },
     ),
 }
 
@@ -84,51 +83,52 @@ class _Stages:
         return result
 
 
-def contrec_scorer(pipe, full_path: bool, readout: str = "x0", guidance_scale: float = 1.0, **read_out_kwargs):
+def contrec_scorer(pipe, full_path: bool, **read_out_kwargs):
     """ContRec as a scorer of :func:`~contrec_hf.evaluation.evaluate_scorer`: histories → ``[batch, num_items]``
     cosine scores of the preference latent (fast path: ``<pref>`` right after the history; full path: the generated
-    text first). ``readout``, ``guidance_scale`` and ``read_out_kwargs`` go to the pipeline's ``read_out``; the
-    default is the main job's: the x₀ estimate at guidance 1."""
+    text first). ``read_out_kwargs`` go to the pipeline's ``read_out``; by default it reads out as the recommender's
+    config says (the library's: the x₀ estimate at guidance 1)."""
 
     @torch.no_grad()
     def scorer(batch: list[list[int]]) -> torch.Tensor:
         condition = pipe.generate_and_encode(batch)[0] if full_path else pipe.encode_histories(batch)
-        latents = pipe.read_out(condition, readout, guidance_scale=guidance_scale, **read_out_kwargs)
+        latents = pipe.read_out(condition, **read_out_kwargs)
         return latent_scores(latents, pipe.catalog.latents)
 
     return scorer
 
 
 @torch.no_grad()
-def contrec_metrics(
-    pipe, data: SequentialDataset, split: str, full_path: bool, batch_size: int = 64, recipe: Recipe | None = None
-) -> dict:
-    """ContRec through the shared evaluator (history masking, non-finite check), read out as ``recipe`` says
-    (default: the library's recipe, the x₀ estimate at guidance 1); a sampled read-out is seeded (0)."""
-    recipe = recipe or RECIPES["contrec-hf"]
-    kwargs = {}
-    if recipe.readout != "x0":
-        kwargs = {"num_inference_steps": recipe.num_inference_steps, "generator": torch.Generator().manual_seed(0)}
-    scorer = contrec_scorer(pipe, full_path, recipe.readout, recipe.guidance_scale, **kwargs)
+def contrec_metrics(pipe, data: SequentialDataset, split: str, full_path: bool, batch_size: int = 64) -> dict:
+    """ContRec through the shared evaluator (history masking, non-finite check), read out as the recommender's
+    config says; a sampled read-out is seeded (0)."""
+    sampled = pipe.recommender.config.readout != "x0"
+    kwargs = {"generator": torch.Generator().manual_seed(0)} if sampled else {}
+    scorer = contrec_scorer(pipe, full_path, **kwargs)
     histories, targets = data.split(split)
     return evaluate_scorer(scorer, histories, targets, data.num_items, batch_size=batch_size, progress=False).metrics
 
 
 @torch.no_grad()
-def full_path_metrics(pipe, data: SequentialDataset, recipe: Recipe) -> dict[str, dict[str, dict[str, float]]]:
+def full_path_metrics(pipe, data: SequentialDataset) -> dict[str, dict[str, dict[str, float]]]:
     """``{split: {"contrec_full": …, "contrec_fused": …}}``: the full path's latent score, and the fused score
     z-norm(latent) + λ_text · text with λ_text chosen on validation NDCG@10 (``text_weight`` records it); the full
-    path runs once per user and split, with the recipe's read-out."""
+    path runs once per user and split, with the recommender's read-out."""
     from .pipelines.tuning import TEXT_WEIGHTS, tune_text_weight
 
-    kwargs = {"users": 0, "readout": recipe.readout, "guidance_scale": recipe.guidance_scale,
-              "num_inference_steps": recipe.num_inference_steps}  # fmt: skip
-    best, validation = tune_text_weight(pipe, data, TEXT_WEIGHTS, split="validation", **kwargs)
-    _, test = tune_text_weight(pipe, data, sorted({0.0, best}), split="test", **kwargs)
+    best, validation = tune_text_weight(pipe, data, TEXT_WEIGHTS, split="validation", users=0)
+    _, test = tune_text_weight(pipe, data, sorted({0.0, best}), split="test", users=0)
     return {
         split: {"contrec_full": found[0.0], "contrec_fused": {**found[best], "text_weight": best}}
         for split, found in (("validation", validation), ("test", test))
     }
+
+
+def _readout_words(config) -> str:
+    """The read-out of a `ContRecConfig` in words, for the report."""
+    what = {"x0": "the denoiser's one-step x₀ estimate", "sample": f"one DDPM-{config.num_inference_steps} sample",
+            "mean": f"the mean of 8 DDPM-{config.num_inference_steps} samples"}[config.readout]  # fmt: skip
+    return f"{what} at guidance {config.guidance_scale:g}"
 
 
 @torch.no_grad()
@@ -254,8 +254,7 @@ def run_main_job(
     recommender_args = RecommenderTrainingArguments(
         # Eight validations with patience 3: early stopping can fire (with four and patience 4 it never could).
         output_dir=str(Path(output) / "recommender-training"), max_steps=max_steps, eval_steps=max(1, max_steps // 8),
-        save_steps=max(1, max_steps // 8), patience=3, eval_users=500, seed=seed, readout=chosen.readout,
-        guidance_scale=chosen.guidance_scale,
+        save_steps=max(1, max_steps // 8), patience=3, eval_users=500, seed=seed,
     )  # fmt: skip
     output = Path(output)
     if overwrite and output.exists():
@@ -304,9 +303,9 @@ def run_main_job(
     pipe.set_progress_bar_config(disable=True)
 
     def evaluation_stage():
-        full = full_path_metrics(pipe, data, chosen)
+        full = full_path_metrics(pipe, data)
         results = {
-            split: {"contrec": contrec_metrics(pipe, data, split, full_path=False, recipe=chosen), **full[split]}
+            split: {"contrec": contrec_metrics(pipe, data, split, full_path=False), **full[split]}
             for split in ("validation", "test")
         }
         write_json(output / "contrec_metrics.json", results)
@@ -341,13 +340,7 @@ def run_main_job(
             "",
             f"Leave-one-out, full ranking over {data.num_items:,} items, history masked; "
             f"{data.num_users:,} test users.",
-            f"Recipe `{recipe}`: {chosen.description}. Read-out: "
-            + (
-                "the denoiser's one-step x₀ estimate"
-                if chosen.readout == "x0"
-                else f"one DDPM-{chosen.num_inference_steps} sample"
-            )
-            + f" at guidance {chosen.guidance_scale:g}.",
+            f"Recipe `{recipe}`: {chosen.description}. Read-out: {_readout_words(pipe.recommender.config)}.",
             "`contrec` is the fast path, `contrec_full` the full path (greedy reasoning, then `<pref>`), "
             "`contrec_fused` the full path's z-norm(latent) + λ_text · text score, λ_text = "
             f"{metrics['test']['contrec_fused']['text_weight']:g} chosen on validation.",

@@ -179,6 +179,8 @@ class SafeLoadMixin:
         if local is not None and not (local / "config.json").is_file():
             raise CheckpointError(f"{local} is not a saved {cls.__name__}: config.json is missing")
         kwargs.setdefault("use_safetensors", True)
+        if getattr(cls, "legacy_key_mapping", None):  # old parameter names → today's (regex → replacement)
+            kwargs.setdefault("key_mapping", cls.legacy_key_mapping)
         with load_guard(pretrained_model_name_or_path):
             return own_aligned_memory(super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs))
 

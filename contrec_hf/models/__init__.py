@@ -1,9 +1,11 @@
-"""Models: the σ-VAE item tokenizer, the recommender and its denoiser, registered with the Auto classes."""
+"""Models: the σ-VAE item tokenizer, the recommender, its diffusion head and denoiser (registered with the Auto
+classes)."""
 
 from transformers import AutoConfig, AutoModel
 
 from .contrec import ContRecConfig, ContRecForRecommendation, ContRecOutput, ContRecPreTrainedModel
 from .denoiser import ContRecDenoiser, ContRecDenoiserOutput, dispersive_loss
+from .diffusion_head import READOUTS, ContRecDiffusionHead, DiffusionHeadOutput
 from .tokenizer import (
     ContRecTokenizer,
     ContRecTokenizerConfig,
@@ -18,15 +20,18 @@ AutoConfig.register(ContRecConfig.model_type, ContRecConfig, exist_ok=True)
 AutoModel.register(ContRecConfig, ContRecForRecommendation, exist_ok=True)
 
 __all__ = [
+    "READOUTS",
     "ContRecConfig",
     "ContRecDenoiser",
     "ContRecDenoiserOutput",
+    "ContRecDiffusionHead",
     "ContRecForRecommendation",
     "ContRecOutput",
     "ContRecPreTrainedModel",
     "ContRecTokenizer",
     "ContRecTokenizerConfig",
     "ContRecTokenizerOutput",
+    "DiffusionHeadOutput",
     "collapse_diagnostics",
     "dispersive_loss",
     "effective_rank",

@@ -172,7 +172,7 @@ class ContRecDenoiser(ModelMixin, ConfigMixin):
         """Every adaLN modulation of one forward pass from e = [`embed`]: `[N, modulation_dim]`.
 
         They depend on (t, c) only, not on x_t, so a sampling loop can compute them for all its steps in one batched
-        pass (see `ContRecForRecommendation.sampling_modulations`) and hand each step its rows.
+        pass (see `ContRecDiffusionHead.sampling_modulations`) and hand each step its rows.
         """
         hidden = F.silu(embedding)  # the SiLU every modulation starts with, computed once
         layers = [block.modulation[1] for block in self.blocks] + [self.final_modulation[1]]

@@ -25,9 +25,9 @@ def full_path_scores(
     pipe: ContRecDiffusionPipeline,
     histories: Sequence[Sequence[int]],
     *,
-    readout: str = "x0",
-    guidance_scale: float = 3.0,
-    num_inference_steps: int = 20,
+    readout: str | None = None,
+    guidance_scale: float | None = None,
+    num_inference_steps: int | None = None,
     seed: int = 0,
     batch_size: int = 64,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -36,7 +36,8 @@ def full_path_scores(
     Args:
         pipe ([`ContRecDiffusionPipeline`]): the pipeline.
         histories (`list[list[int]]`): item-index histories, one per user.
-        readout, guidance_scale, num_inference_steps: as in the pipeline's `read_out`.
+        readout, guidance_scale, num_inference_steps: as in the pipeline's `read_out` (`None`: the recommender's
+            config).
         seed (`int`): seeds the sampling read-outs (one generator for the whole run).
         batch_size (`int`): users per read-out batch.
 
@@ -61,14 +62,15 @@ def tune_text_weight(
     weights: Sequence[float] = TEXT_WEIGHTS,
     *,
     users: int = 200,
-    num_inference_steps: int = 20,
-    guidance_scale: float = 3.0,
-    readout: str = "x0",
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    readout: str | None = None,
     seed: int = 0,
     split: str = "validation",
 ) -> tuple[float, dict[float, dict[str, float]]]:
     """Run the full path once on the first ``users`` users of ``split`` (0 = all) and rank with each λ_text in
-    ``weights``: s = z-norm(latent) + λ_text · text (:func:`~contrec_hf.retrieval.fuse_scores`).
+    ``weights``: s = z-norm(latent) + λ_text · text (:func:`~contrec_hf.retrieval.fuse_scores`). The read-out
+    arguments are those of :func:`full_path_scores` (`None`: the recommender's config).
 
     Returns:
         `tuple`: ``(best λ_text by NDCG@10, {λ_text: metrics})``. Text-only is reported under ``float("inf")``;
@@ -76,7 +78,7 @@ def tune_text_weight(
 
     Example:
         ```python
-        >>> best, results = tune_text_weight(pipe, data, users=0, guidance_scale=1.0)  # doctest: +SKIP
+        >>> best, results = tune_text_weight(pipe, data, users=0)  # doctest: +SKIP
         >>> results[0.0]["ndcg@10"], results[best]["ndcg@10"]  # doctest: +SKIP
         ```
     """

@@ -27,7 +27,7 @@ from ..data.split import SequentialDataset
 from ..errors import ConfigError, ContRecError, InputError
 from ..evaluation import evaluate_scorer
 from ..models.contrec import ContRecForRecommendation
-from ..models.contrec.modeling_contrec import READOUTS
+from ..models.contrec.configuration_contrec import READOUTS
 from ..retrieval import latent_scores
 from ..saving import atomic_directory
 from ..utils import require_positive, set_seed, write_json
@@ -53,9 +53,10 @@ class RecommenderTrainingArguments:
         patience (`int`): stop after this many validations without a better NDCG@10.
         eval_users (`int`): validate on this many users (a fixed, seeded subset; 0 = all).
         eval_batch_size (`int`): users per validation batch.
-        readout (`str`): ``"x0"`` (the denoiser's one-step x₀ estimate), ``"sample"`` (one DDIM-20 sample) or
-            ``"mean"`` (the mean of 8); see [`ContRecForRecommendation.read_out`].
-        guidance_scale (`float`): classifier-free guidance at validation.
+        readout (`str`, *optional*): ``"x0"`` (the denoiser's one-step x₀ estimate), ``"sample"`` (one DDIM-20
+            sample) or ``"mean"`` (the mean of 8); see [`ContRecDiffusionHead.read_out`]. Default: the model config's
+            `readout`, the read-out every other entry point uses.
+        guidance_scale (`float`, *optional*): classifier-free guidance at validation (default: the config's).
         seed (`int`): seeds the data order, response drops, noise and initialisation.
     """
 
@@ -71,13 +72,13 @@ class RecommenderTrainingArguments:
     patience: int = 4
     eval_users: int = 0
     eval_batch_size: int = 64
-    readout: str = "x0"
-    guidance_scale: float = 1.0
+    readout: str | None = None
+    guidance_scale: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
         require_positive(self, "batch_size", "learning_rate", "max_steps", "eval_steps", "save_steps", "patience")
-        if self.readout not in READOUTS:
+        if self.readout is not None and self.readout not in READOUTS:
             raise ConfigError(f"readout must be one of {READOUTS}, got {self.readout!r}")
 
 
@@ -210,8 +211,8 @@ class RecommenderTrainer:
 
         def scorer(batch: list[list[int]]) -> torch.Tensor:
             generator = torch.Generator(device="cpu").manual_seed(self.args.seed)  # sampled read-outs: DDIM-20
-            latent = model.read_out(self.conditions(batch), self.args.readout, None, 20, self.args.guidance_scale,
-                                    generator)  # fmt: skip
+            latent = model.diffusion_head.read_out(self.conditions(batch), self.args.readout, None, 20,
+                                                   self.args.guidance_scale, generator)  # fmt: skip
             return latent_scores(latent, item_latents).cpu()
 
         result = evaluate_scorer(

@@ -9,7 +9,7 @@ import contrec_hf  # noqa: F401 - registers the Auto classes
 from contrec_hf.data.prompts import ContRecCollator, PromptBuilder, train_text_tokenizer
 from contrec_hf.errors import ConfigError, InputError
 from contrec_hf.models import ContRecConfig, ContRecForRecommendation
-from contrec_hf.models.contrec.modeling_contrec import exp_noise_betas, sampled_candidates
+from contrec_hf.models.contrec.modeling_contrec import sampled_candidates
 
 TEXT_CONFIGS = {
     "llama": {"model_type": "llama", "num_key_value_heads": 2},
@@ -74,7 +74,8 @@ def test_forward_backward_generate_and_round_trip(arch, text_tokenizer, tmp_path
     expected = 0.5 * out.lm_loss + out.diffusion_loss + 0.5 * out.dispersive_loss + out.history_diffusion_loss
     assert torch.allclose(out.loss, expected + out.ranking_loss)  # λ_rank = 1 by default
     out.loss.backward()
-    assert model.projector[0].weight.grad is not None and model.denoiser.input_proj.weight.grad is not None
+    assert model.projector[0].weight.grad is not None
+    assert model.diffusion_head.denoiser.input_proj.weight.grad is not None
     assert model.get_input_embeddings().weight.grad is not None
     assert all(p.grad is None for p in model.item_tokenizer.parameters())  # frozen
 
@@ -102,7 +103,8 @@ def test_forward_backward_generate_and_round_trip(arch, text_tokenizer, tmp_path
     b = back(**eval_inputs, return_loss=False)
     assert torch.allclose(a.condition, b.condition, atol=1e-6)
     assert torch.allclose(a.logits, b.logits, atol=1e-5)
-    assert torch.allclose(model.predict_x0(a.condition, 3.0), back.predict_x0(b.condition, 3.0), atol=1e-6)
+    x0 = model.diffusion_head.read_out(a.condition, "x0", guidance_scale=3.0)
+    assert torch.allclose(x0, back.diffusion_head.read_out(b.condition, "x0", guidance_scale=3.0), atol=1e-6)
 
 
 def test_fast_path_has_no_response_labels(text_tokenizer):
@@ -131,27 +133,7 @@ def test_prediction_types_and_schedules(prediction_type, text_tokenizer):
     model = build("llama", text_tokenizer, prediction_type=prediction_type, noise_schedule="linear")
     inputs = batch(text_tokenizer, model)
     assert torch.isfinite(model(**inputs).loss)
-    assert model.predict_x0(torch.randn(2, 29)).shape == (2, 16)
-
-
-def test_regression_head_ablation_regresses_x0_from_one_fixed_input(text_tokenizer):
-    """regression_head: L_diff = MSE(denoiser(0, T − 1, c), x₀), and the x₀ read-out returns that output."""
-    model = build("llama", text_tokenizer, regression_head=True)
-    for p in model.denoiser.parameters():  # move off the zero initialisation
-        torch.nn.init.normal_(p, std=0.2)
-    condition, x0 = torch.randn(3, 29), torch.randn(3, 16)
-    diff, _ = model.diffusion_losses(condition, x0)
-    zeros, t_last = torch.zeros(3, 16), torch.full((3,), 49)
-    with torch.no_grad():
-        model.eval()
-        expected = model.denoiser(zeros, t_last, condition).sample
-        torch.testing.assert_close(model.predict_x0(condition), expected)
-    model.train()
-    model.config.condition_dropout = 0.0  # the training loss without CFG dropout
-    diff, _ = model.diffusion_losses(condition, x0)
-    torch.testing.assert_close(diff, torch.nn.functional.mse_loss(expected, x0))
-    with pytest.raises(ValueError, match="regression_head .* prediction_type='sample'"):
-        build("llama", text_tokenizer, regression_head=True, prediction_type="epsilon")
+    assert model.diffusion_head.read_out(torch.randn(2, 29)).shape == (2, 16)
 
 
 def test_flipped_dispersive_sign_ablation(text_tokenizer):
@@ -165,52 +147,6 @@ def test_flipped_dispersive_sign_ablation(text_tokenizer):
     disp = losses[False].dispersive_loss
     torch.testing.assert_close(losses[True].dispersive_loss, disp)
     torch.testing.assert_close(losses[False].loss - losses[True].loss, 2 * 0.5 * disp)
-
-
-@pytest.mark.parametrize("guidance_scale", [1.0, 2.5])
-def test_sampling_modulations_match_the_per_step_passes(guidance_scale, text_tokenizer):
-    """A loop's modulations computed for all steps at once give the per-step guided predictions."""
-    torch.manual_seed(0)
-    model = build("llama", text_tokenizer).eval()
-    for p in [*model.denoiser.parameters(), model.null_condition]:
-        torch.nn.init.normal_(p, std=0.2)
-    timesteps, condition, x = torch.tensor([49, 30, 12, 0]), torch.randn(3, 29), torch.randn(3, 16)
-    with torch.no_grad():
-        plan = model.sampling_modulations(timesteps, condition, guidance_scale)
-        assert len(plan) == 4 and (plan[0][1] is None) == (guidance_scale == 1.0)
-        for i, t in enumerate(timesteps):
-            torch.testing.assert_close(
-                model.guided_prediction(x, t, condition, guidance_scale, plan[i]),
-                model.guided_prediction(x, t, condition, guidance_scale),
-                rtol=1e-4,  # one null-condition row per step (GEMV) against all steps at once (GEMM): rounding only
-                atol=1e-5,
-            )
-        assert model.sampling_modulations(timesteps, condition, guidance_scale, max_bytes=1) is None
-
-
-def test_guided_prediction_is_classifier_free_guidance(text_tokenizer):
-    """pred_uncond + s·(pred_cond − pred_uncond), the unconditional half with the learned null condition."""
-    torch.manual_seed(0)
-    model = build("llama", text_tokenizer).eval()
-    for p in model.denoiser.parameters():  # move off the zero initialisation
-        torch.nn.init.normal_(p, std=0.2)
-    x, c = torch.randn(3, 16), torch.randn(3, 29)
-    t = torch.full((3,), 17)
-    cond = model.denoiser(x, t, c).sample
-    uncond = model.denoiser(x, t, model.null_condition.expand(3, -1)).sample
-    with torch.no_grad():
-        for timestep in (t, torch.tensor(17)):
-            torch.testing.assert_close(
-                model.guided_prediction(x, timestep, c, 2.5), uncond + 2.5 * (cond - uncond), rtol=1e-5, atol=1e-6
-            )
-        torch.testing.assert_close(model.guided_prediction(x, t, c, 1.0), cond)
-
-
-def test_exp_schedule_matches_the_method():
-    betas = exp_noise_betas(200)
-    alpha_bar = torch.tensor([1 - b for b in betas], dtype=torch.float64).cumprod(0)
-    assert betas[0] == pytest.approx(6.2e-4, rel=0.02) and betas[-1] == pytest.approx(0.049, rel=0.02)
-    assert float(alpha_bar[-1]) == pytest.approx(6.25e-3, rel=0.05)
 
 
 def test_placeholder_count_mismatch(text_tokenizer):
@@ -233,7 +169,7 @@ def test_missing_pref_and_missing_token_ids(text_tokenizer):
 def test_default_config_builds_a_working_model():
     model = ContRecForRecommendation(ContRecConfig())
     assert model.config.text_config.model_type == "llama" and model.config.num_item_tokens == 2
-    assert model.denoiser.config.latent_dim == model.config.latent_dim == 64
+    assert model.diffusion_head.denoiser.config.latent_dim == model.config.latent_dim == 64
 
 
 @pytest.mark.parametrize(
@@ -387,7 +323,7 @@ def test_ranking_loss_is_the_catalog_softmax_of_the_x0_read_out(text_tokenizer):
     out = model(**inputs, catalog_features=catalog)
     table = F.normalize(model.target_latents(catalog), dim=-1)
     ids = inputs["target_ids"]
-    by_hand = F.cross_entropy(F.normalize(model.predict_x0(out.condition), dim=-1) @ table.T / 0.2, ids)
+    by_hand = F.cross_entropy(F.normalize(model.diffusion_head.read_out(out.condition), dim=-1) @ table.T / 0.2, ids)
     assert out.ranking_loss is not None and out.ranking_loss > 0
     model.config.history_diffusion_weight = 0.0  # the <pref> targets alone: exactly the formula above
     alone = model(**inputs, catalog_features=catalog)
@@ -446,7 +382,7 @@ def test_sampled_softmax_with_every_item_drawn_is_the_full_softmax(text_tokenize
     candidates, log_inclusion, labels = sampled_candidates(targets, 13, 13)  # every item, in another order
     assert sorted(candidates.tolist()) == list(range(13)) and not log_inclusion.any()
     table = model.item_table(catalog[candidates])
-    logits = F.normalize(model.predict_x0(condition), dim=-1) @ F.normalize(table, dim=-1).T / 0.07
+    logits = F.normalize(model.diffusion_head.read_out(condition), dim=-1) @ F.normalize(table, dim=-1).T / 0.07
     assert torch.allclose(F.cross_entropy(logits - log_inclusion, labels), full, atol=1e-5)
     model.config.ranking_negatives = 5  # sampled: fewer candidates, another (finite) estimate
     sampled = model.ranking_loss(condition, targets, catalog)

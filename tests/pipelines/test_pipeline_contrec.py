@@ -54,7 +54,7 @@ def test_same_generator_same_recommendations_and_readouts(pipe):
 def test_read_out_of_a_condition(pipe):
     condition = pipe.encode_histories([[0, 1, 2], [6], [3, 4]])  # [3, hidden]
     x0 = pipe.read_out(condition, "x0", guidance_scale=2.0)
-    assert torch.equal(x0, pipe.recommender.predict_x0(condition, 2.0))
+    assert torch.equal(x0, pipe.recommender.diffusion_head.x0_estimate(condition, 2.0))
     # the mean of N samples is the mean of the samples drawn for the condition repeated N times, row by row
     mean = pipe.read_out(condition, "mean", 4, 1.5, torch.Generator().manual_seed(3), num_samples=5)
     samples = pipe.denoise(condition.repeat_interleave(5, 0), 4, 1.5, torch.Generator().manual_seed(3))
@@ -66,6 +66,25 @@ def test_read_out_of_a_condition(pipe):
     )
     with pytest.raises(InputError, match="readout"):
         pipe.read_out(condition, "median")
+
+
+def test_the_read_out_defaults_are_the_recommenders_config(pipe):
+    """Without read-out arguments the pipeline reads out as the recommender's config says (the trained read-out)."""
+    config, histories = pipe.recommender.config, [["i1", "i2", "i3"], ["i7"]]
+    saved = config.readout, config.guidance_scale, config.num_inference_steps
+    try:
+        config.readout, config.guidance_scale, config.num_inference_steps = "sample", 2.0, 4
+        implicit = pipe(histories, generator=torch.Generator().manual_seed(1)).latents
+        explicit = pipe(histories, readout="sample", guidance_scale=2.0, num_inference_steps=4,
+                        generator=torch.Generator().manual_seed(1)).latents  # fmt: skip
+        torch.testing.assert_close(implicit, explicit, rtol=0, atol=0)
+        other = pipe(histories, guidance_scale=1.0, generator=torch.Generator().manual_seed(1)).latents
+        assert not torch.allclose(implicit, other)
+    finally:
+        config.readout, config.guidance_scale, config.num_inference_steps = saved
+    default = pipe(histories).latents  # the library's default: the deterministic x₀ estimate at guidance 1
+    condition = pipe.encode_histories(pipe._histories(histories))
+    torch.testing.assert_close(default, pipe.recommender.diffusion_head.x0_estimate(condition, 1.0), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("scheduler_class", SWAPS, ids=lambda c: c.__name__)

@@ -10,9 +10,11 @@ from ...errors import ConfigError
 from ..config_utils import raise_config_errors, reject_unknown_kwargs
 from ..tokenizer import ContRecTokenizerConfig
 
-__all__ = ["PREDICTION_TYPES", "ContRecConfig"]
+__all__ = ["PREDICTION_TYPES", "READOUTS", "ContRecConfig"]
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+# The read-outs of `ContRecDiffusionHead.read_out`: the x₀ estimate, one sample, the mean of N samples.
+READOUTS = ("x0", "sample", "mean")
 
 # A small Llama that trains in minutes on a CPU: the default backbone of the main job and of the tests.
 TINY_LLAMA = {
@@ -90,6 +92,12 @@ class ContRecConfig(PreTrainedConfig):
             plus a learned MLP of the item's K tokens (zero-initialised, so training starts from the paper's table;
             every item, cold ones too, is scored from its content alone). Trained only through the ranking loss;
             diffusion targets stay the frozen latents. A saved pipeline's catalog stores the table it scores with.
+        readout (`str`, defaults to `"x0"`) / guidance_scale (`float`, defaults to 1.0) / num_inference_steps (`int`,
+            defaults to 50): the read-out the model is trained for, the default of every entry point (the pipeline,
+            the trainer's validation, the main job, `contrec-hf recommend`): `"x0"`, the head's one-step x₀
+            estimate (what the ranking loss trains, at guidance 1), `"sample"` (one diffusion sample, the paper's,
+            at guidance 3 with 200 DDPM steps) or `"mean"` (the mean of several samples); `guidance_scale` is
+            classifier-free guidance s, `num_inference_steps` the denoising steps of a sampled read-out.
 
     Example:
         ```python
@@ -140,6 +148,9 @@ class ContRecConfig(PreTrainedConfig):
     ranking_temperature: float = 0.07
     ranking_negatives: int = 0
     item_table: Literal["latent", "tokens"] = "latent"
+    readout: Literal["x0", "sample", "mean"] = "x0"
+    guidance_scale: float = 1.0
+    num_inference_steps: int = 50
     tie_word_embeddings: bool = False
 
     def __post_init__(self, **kwargs):
@@ -150,14 +161,14 @@ class ContRecConfig(PreTrainedConfig):
             raise ConfigError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
         for name in ("max_history", "max_title_length", "projector_hidden_size", "condition_dim",
                      "denoiser_hidden_size", "denoiser_num_blocks", "num_train_timesteps",
-                     "diffusion_batch_multiplier"):  # fmt: skip
+                     "diffusion_batch_multiplier", "num_inference_steps"):  # fmt: skip
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         for name in ("condition_dropout", "fast_path_probability"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("lm_loss_weight", "dispersive_loss_weight", "dispersive_temperature", "history_diffusion_weight",
-                     "ranking_loss_weight"):  # fmt: skip
+                     "ranking_loss_weight", "guidance_scale"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.item_table not in ("latent", "tokens"):

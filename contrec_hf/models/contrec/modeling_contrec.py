@@ -13,60 +13,22 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler, SchedulerMixin
 from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...errors import InputError
 from ...saving import AtomicSaveMixin, SafeLoadMixin
-from ..denoiser import ContRecDenoiser, dispersive_loss
+from ..diffusion_head import ContRecDiffusionHead
 from ..tokenizer import ContRecTokenizer
 from .configuration_contrec import ContRecConfig
 
-__all__ = [
-    "READOUTS",
-    "ContRecForRecommendation",
-    "ContRecOutput",
-    "ContRecPreTrainedModel",
-    "exp_noise_betas",
-    "sampled_candidates",
-]
-
-
-# The read-outs of [`ContRecForRecommendation.read_out`]: the x₀ estimate, one sample, the mean of N samples.
-READOUTS = ("x0", "sample", "mean")
-
-
-def exp_noise_betas(num_steps: int = 200, beta_min: float = 0.1, beta_max: float = 10.0) -> list[float]:
-    """The authors' "exp" VP schedule: β_t = 1 − exp(−β_min/T − u_t·(β_max − β_min)/(2T²)), u = linspace(1, 2T+1, T).
-    With T = 200: β_1 ≈ 6.2e-4, β_T ≈ 0.049, ᾱ_T ≈ 6.25e-3 (METHOD.md §4)."""
-    u = torch.linspace(1, 2 * num_steps + 1, num_steps, dtype=torch.float64)
-    betas = 1 - torch.exp(-beta_min / num_steps - u * (beta_max - beta_min) / (2 * num_steps**2))
-    return betas.tolist()
-
-
-def build_noise_scheduler(config: ContRecConfig) -> DDPMScheduler:
-    """The training noise scheduler (DDPM) described by ``config``; ``clip_sample`` is off (latents are not images)."""
-    kwargs = {
-        "num_train_timesteps": config.num_train_timesteps,
-        "prediction_type": config.prediction_type,
-        "clip_sample": False,
-    }
-    if config.noise_schedule == "exp":
-        kwargs["trained_betas"] = exp_noise_betas(config.num_train_timesteps)
-    else:
-        kwargs["beta_schedule"] = config.noise_schedule
-    scheduler = DDPMScheduler(**kwargs)
-    # Spell every default out: a config that lists `_use_default_values` makes `X.from_config` fall back to X's
-    # own defaults for those keys (e.g. Euler's timestep_spacing), and a saved config does not list them, so a
-    # swapped scheduler would behave differently before and after save_pretrained.
-    return DDPMScheduler.from_config({k: v for k, v in scheduler.config.items() if not k.startswith("_")})
+__all__ = ["ContRecForRecommendation", "ContRecOutput", "ContRecPreTrainedModel", "sampled_candidates"]
 
 
 def sampled_candidates(
@@ -133,18 +95,25 @@ class ContRecOutput(ModelOutput):
 class ContRecPreTrainedModel(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
     config_class = ContRecConfig
     base_model_prefix = "contrec"
+    # Checkpoints saved before the diffusion head had a module of its own keep loading (`SafeLoadMixin`).
+    legacy_key_mapping: ClassVar[dict[str, str]] = {
+        r"^denoiser\.": "diffusion_head.denoiser.",
+        r"^null_condition$": "diffusion_head.null_condition",
+    }
     supports_gradient_checkpointing = True
     _supports_sdpa = True
 
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
-        if isinstance(module, ContRecDenoiser):  # children are initialised first: restore its zero-init
-            module._zero_init()
-        elif isinstance(module, ContRecForRecommendation):
+        # transformers calls this only on modules that hold parameters of their own: ContRecDenoiser (all of whose
+        # parameters sit in its children) is never passed here, so inside the recommender its modulations and output
+        # start at N(0, initializer_range), not at the zeros of a standalone ContRecDenoiser. Every measured result
+        # used this initialisation; a zero start inside the recommender is still to measure (docs/recommender.md).
+        if isinstance(module, ContRecDiffusionHead):
             nn.init.normal_(module.null_condition, std=0.02)
-            if module.table_projector is not None:  # the learned table starts as the frozen latents
-                nn.init.zeros_(module.table_projector[-1].weight)
-                nn.init.zeros_(module.table_projector[-1].bias)
+        elif getattr(self, "table_projector", None) is not None and module is self.table_projector[-1]:
+            nn.init.zeros_(module.weight)  # the learned table starts as the frozen latents
+            nn.init.zeros_(module.bias)
 
 
 class ContRecForRecommendation(ContRecPreTrainedModel):
@@ -193,13 +162,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             nn.Linear(d_z, config.projector_hidden_size), nn.GELU(), nn.Linear(config.projector_hidden_size, hidden)
         )
         self.condition_projector = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, config.condition_dim))
-        self.null_condition = nn.Parameter(torch.zeros(config.condition_dim))  # CFG's unconditional input
-        self.denoiser = ContRecDenoiser(
-            latent_dim=d_z,
-            condition_dim=config.condition_dim,
-            hidden_dim=config.denoiser_hidden_size,
-            num_blocks=config.denoiser_num_blocks,
-        )
+        self.diffusion_head = ContRecDiffusionHead(config)  # the denoiser, the null condition, the noise schedule
         self.table_projector = None  # item_table="tokens": e_j = latent_j + MLP(tokens_j)
         if config.item_table == "tokens":
             k = config.num_item_tokens
@@ -208,7 +171,6 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                 nn.GELU(),
                 nn.Linear(config.projector_hidden_size, d_z),
             )
-        self._noise_scheduler: DDPMScheduler | None = None
         self.post_init()
         self.freeze_item_tokenizer()
 
@@ -247,13 +209,6 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         return model, text_tokenizer
 
     # ------------------------------------------------------------------------ plumbing & accessors
-    @property
-    def noise_scheduler(self) -> DDPMScheduler:
-        """The training scheduler, built lazily from the config (never a module buffer: no meta-device trap)."""
-        if self._noise_scheduler is None:
-            self._noise_scheduler = build_noise_scheduler(self.config)
-        return self._noise_scheduler
-
     def freeze_item_tokenizer(self) -> None:
         """Targets must not drift (METHOD.md §4): the tokenizer is frozen (and kept in eval mode)."""
         for tokenizer in (self.item_tokenizer, self.user_tokenizer):
@@ -413,32 +368,6 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         with torch.no_grad():
             return self.item_tokenizer.latent(target_features)
 
-    def diffusion_losses(self, condition: torch.Tensor, x0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """L_diff (MSE against the prediction type's target) and L_disp on the denoiser's representations."""
-        scheduler = self.noise_scheduler
-        if self.config.regression_head:  # ablation: one deterministic input (x_t = 0 at t = T − 1), MSE to x₀
-            t = torch.full((x0.shape[0],), scheduler.config.num_train_timesteps - 1, device=x0.device)
-            noise, x_t = None, torch.zeros_like(x0)
-        else:
-            m = self.config.diffusion_batch_multiplier
-            condition, x0 = condition.repeat_interleave(m, 0), x0.repeat_interleave(m, 0)  # [B·m, ·]
-            noise = torch.randn_like(x0)
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
-            x_t = scheduler.add_noise(x0, noise, t)  # [B·m, d_z]
-        if self.training and self.config.condition_dropout > 0:  # classifier-free guidance training
-            drop = torch.rand(x0.shape[0], 1, device=x0.device) < self.config.condition_dropout
-            condition = torch.where(drop, self.null_condition.to(condition.dtype), condition)
-        out = self.denoiser(x_t, t, condition)
-        if self.config.prediction_type == "epsilon":
-            target = noise
-        elif self.config.prediction_type == "sample":
-            target = x0
-        else:
-            target = scheduler.get_velocity(x0, noise, t)
-        diff = F.mse_loss(out.sample, target)
-        disp = dispersive_loss(out.representation, self.config.dispersive_temperature)
-        return diff, disp
-
     def item_table(self, item_features: torch.Tensor) -> torch.Tensor:
         """The item table e that retrieval scores against (`item_table`): `[N, input_dim]` → `[N, d_z]`.
 
@@ -454,13 +383,9 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
     def ranking_loss(
         self, condition: torch.Tensor, target_ids: torch.Tensor, catalog_features: torch.Tensor
     ) -> torch.Tensor:
-        """L_rank = −log softmax_j(cos(x̂₀(c), e_j) / τ)[target]: a softmax over the catalog on the x₀ read-out.
-
-        x̂₀(c) is [`x0_estimate`] at guidance 1, the estimate the pipeline and the trainer rank with, so the loss
-        trains exactly the scores that are evaluated. Source: the catalog-softmax objectives of DiffuRec (Li et al.,
-        TOIS 2023, CE on the denoised output) and HLLM (Chen et al., 2024, cosine / τ); docs/method.md. With
-        `ranking_negatives` = n < num_items the softmax runs over [`sampled_candidates`] (the batch's targets and n
-        random items, logQ-corrected) instead of the whole catalog.
+        """L_rank, the catalog softmax on the x₀ read-out ([`ContRecDiffusionHead.ranking_loss`]), over this model's
+        [`item_table`]: the whole catalog, or with `ranking_negatives` = n < num_items the [`sampled_candidates`]
+        (the batch's targets and n random items, logQ-corrected; docs/method.md, "Sampled softmax").
 
         Args:
             condition (`torch.Tensor` of shape `[batch, condition_dim]`): c.
@@ -471,8 +396,6 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         Returns:
             `torch.Tensor` of shape `()`.
         """
-        from ...retrieval import latent_scores
-
         target_ids, num_items = target_ids.to(catalog_features.device), catalog_features.shape[0]
         negatives = self.config.ranking_negatives
         if 0 < negatives < num_items:
@@ -480,10 +403,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             features = catalog_features[candidates]  # [C, input_dim]
         else:  # the full softmax
             features, log_inclusion, labels = catalog_features, 0.0, target_ids
-        logits = (
-            latent_scores(self.x0_estimate(condition), self.item_table(features)) / self.config.ranking_temperature
-        )
-        return F.cross_entropy(logits - log_inclusion, labels.to(logits.device))  # [B, C] → ()
+        return self.diffusion_head.ranking_loss(condition, self.item_table(features), labels, log_inclusion)
 
     def forward(
         self,
@@ -552,7 +472,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                         "the softmax ranks against); pass them, or set ranking_loss_weight=0"
                     )
                 targets = self.target_latents(target_features)  # [B, d_z]
-                diff, disp = self.diffusion_losses(condition, targets)
+                diff, disp = self.diffusion_head(condition, targets).to_tuple()
                 sign = -1.0 if self.config.flip_dispersive_sign else 1.0  # −1: the authors' code (an ablation)
                 parts += [diff, sign * self.config.dispersive_loss_weight * disp]
                 rank_conditions, rank_ids = [condition], [target_ids]
@@ -560,7 +480,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                     conditions, x0, next_ids = self._history_targets(
                         input_ids, out.hidden_states[-1], item_features, targets, item_ids, target_ids
                     )
-                    history_diff, _ = self.diffusion_losses(conditions, x0)
+                    history_diff = self.diffusion_head(conditions, x0).diffusion_loss
                     parts.append(self.config.history_diffusion_weight * history_diff)
                     if ranking and next_ids is None:
                         raise InputError("ranking_loss_weight > 0 with dense targets needs item_ids in forward")
@@ -590,165 +510,3 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         prompts ending in `<pref>`, no response), its tensors moved to this model's device."""
         keys = [k for k in ("input_ids", "attention_mask", "item_features", "user_features") if k in inputs]
         return self(**{k: inputs[k].to(self.device) for k in keys}, return_loss=False).condition
-
-    @torch.no_grad()
-    def read_out(
-        self,
-        condition: torch.Tensor,
-        readout: str = "x0",
-        scheduler: SchedulerMixin | None = None,
-        num_inference_steps: int = 50,
-        guidance_scale: float = 1.0,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        num_samples: int = 8,
-        progress_bar: Callable[[Iterable], Iterable] | None = None,
-    ) -> torch.Tensor:
-        """The preference latent of each condition: the one read-out switch of the library (the pipeline, the
-        trainer's validation and the main job all come here; docs/method.md §5).
-
-        Args:
-            condition (`torch.Tensor` of shape `[batch, condition_dim]`): c.
-            readout (`str`): one of [`READOUTS`]: `"x0"` (the one-step x₀ estimate, deterministic, no scheduler),
-                `"sample"` (one diffusion sample, the paper's) or `"mean"` (the mean of `num_samples` samples).
-            scheduler: a diffusers scheduler for the sampled read-outs (default: DDIM on the training schedule).
-            num_inference_steps (`int`): denoising steps of the sampled read-outs.
-            guidance_scale (`float`): classifier-free guidance s (1 = plain conditioning).
-            generator (`torch.Generator`, *optional*): the noise of the sampled read-outs.
-            num_samples (`int`): samples averaged by `"mean"`.
-            progress_bar: wraps the timesteps (the pipeline passes its own).
-
-        Returns:
-            `torch.Tensor` of shape `[batch, latent_dim]`.
-        """
-        if readout not in READOUTS:
-            raise InputError(f"readout must be one of {READOUTS}, got {readout!r}")
-        if readout == "x0":
-            return self.predict_x0(condition, guidance_scale)
-        if scheduler is None:
-            from diffusers import DDIMScheduler
-
-            scheduler = DDIMScheduler.from_config(self.noise_scheduler.config, clip_sample=False)
-        repeats = num_samples if readout == "mean" else 1
-        samples = self.sample(
-            condition.repeat_interleave(repeats, 0), scheduler, num_inference_steps, guidance_scale, generator,
-            progress_bar,
-        )  # fmt: skip
-        return samples.view(condition.shape[0], repeats, -1).mean(1) if repeats > 1 else samples
-
-    @torch.no_grad()
-    def predict_x0(self, condition: torch.Tensor, guidance_scale: float = 1.0) -> torch.Tensor:
-        """The denoiser's x₀ estimate from pure noise at the last timestep with the noise set to its mean (0):
-        a deterministic, one-step read-out close to the posterior mean (`[batch, d_z]`)."""
-        return self.x0_estimate(condition, guidance_scale)
-
-    def x0_estimate(self, condition: torch.Tensor, guidance_scale: float = 1.0) -> torch.Tensor:
-        """[`predict_x0`] with gradients (what the ranking loss trains): `[batch, condition_dim]` → `[batch, d_z]`."""
-        scheduler = self.noise_scheduler
-        t_last = scheduler.config.num_train_timesteps - 1
-        x_t = torch.zeros(condition.shape[0], self.config.latent_dim, device=condition.device, dtype=condition.dtype)
-        t = torch.tensor(t_last, device=condition.device)  # one timestep for the whole batch
-        pred = self.guided_prediction(x_t, t, condition, guidance_scale)
-        alpha_bar = scheduler.alphas_cumprod[t_last].to(condition.device)
-        if self.config.prediction_type == "sample":
-            return pred
-        if self.config.prediction_type == "epsilon":
-            return (x_t - math.sqrt(1 - alpha_bar) * pred) / math.sqrt(alpha_bar)
-        return math.sqrt(alpha_bar) * x_t - math.sqrt(1 - alpha_bar) * pred  # from v
-
-    def guided_prediction(
-        self,
-        x_t: torch.Tensor,
-        t: torch.Tensor,
-        condition: torch.Tensor,
-        guidance_scale: float,
-        modulations: tuple[torch.Tensor, torch.Tensor | None] | None = None,
-    ) -> torch.Tensor:
-        """pred_uncond + s·(pred_cond − pred_uncond) (classifier-free guidance; s = 1 is plain conditioning).
-
-        `t` is `[batch]` or a scalar; with a scalar (every sampling loop) the unconditional half runs with the one
-        null condition broadcast, so its time embedding and adaLN modulations are computed once, not per row.
-        `modulations`: this step's `(conditional [batch, D], unconditional [1, D] or None)` rows of
-        [`sampling_modulations`], which then replace the per-step embedding and modulation passes.
-        """
-
-        def predict(half: int) -> torch.Tensor:  # 0: conditional, 1: unconditional
-            if modulations is not None:
-                return self.denoiser(x_t, None, None, modulation=modulations[half]).sample
-            c = condition if half == 0 else self.null_condition.to(condition.dtype)[None]
-            return self.denoiser(x_t, t, c).sample
-
-        cond = predict(0)
-        if guidance_scale == 1.0:
-            return cond
-        uncond = predict(1)
-        return uncond + guidance_scale * (cond - uncond)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        condition: torch.Tensor,
-        scheduler,
-        num_inference_steps: int,
-        guidance_scale: float,
-        generator: torch.Generator | list[torch.Generator] | None = None,
-        progress_bar=None,
-    ) -> torch.Tensor:
-        """Sample x̂ `[batch, latent_dim]` with any diffusers scheduler and classifier-free guidance.
-
-        Written against the generic scheduler contract (`set_timesteps`, `init_noise_sigma`, `scale_model_input`,
-        `step`); the noise comes from `randn_tensor` with `generator`; `progress_bar` wraps the timesteps (the
-        pipeline passes its own).
-        """
-        from diffusers.utils.torch_utils import randn_tensor
-
-        # 1. Start from noise, scaled as the scheduler expects.
-        shape = (condition.shape[0], self.config.latent_dim)
-        latents = randn_tensor(shape, generator=generator, device=condition.device, dtype=condition.dtype)
-        scheduler.set_timesteps(num_inference_steps, device=condition.device)
-        latents = latents * scheduler.init_noise_sigma
-        # Stochastic schedulers (DDPM, Euler-ancestral …) take the generator in step(); others do not accept it.
-        step_kwargs = {"generator": generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
-        # 2. The adaLN modulations of every step at once (they depend on t and c, not on x_t), when they fit.
-        plan = self.sampling_modulations(scheduler.timesteps, condition, guidance_scale)
-        # 3. Denoise: pred = pred_uncond + s·(pred_cond − pred_uncond), then one scheduler step.
-        timesteps = scheduler.timesteps if progress_bar is None else progress_bar(scheduler.timesteps)
-        for i, t in enumerate(timesteps):
-            model_input = scheduler.scale_model_input(latents, t)
-            pred = self.guided_prediction(model_input, t, condition, guidance_scale, None if plan is None else plan[i])
-            latents = scheduler.step(pred, t, latents, **step_kwargs).prev_sample
-        return latents
-
-    @torch.no_grad()
-    def sampling_modulations(
-        self,
-        timesteps: torch.Tensor,
-        condition: torch.Tensor,
-        guidance_scale: float,
-        max_bytes: int = 64 * 2**20,
-    ) -> list[tuple[torch.Tensor, torch.Tensor | None]] | None:
-        """The denoiser's adaLN modulations for every step of a sampling loop, in two batched passes.
-
-        They depend only on (t, c), so instead of two small passes per step (conditional, unconditional) the
-        loop computes them once for all `S` timesteps: `S·batch` conditional rows and `S` unconditional ones.
-
-        Args:
-            timesteps (`torch.Tensor` of shape `[S]`): the scheduler's timesteps, in order.
-            condition (`torch.Tensor` of shape `[batch, condition_dim]`): c.
-            guidance_scale (`float`): s; at 1 the unconditional rows are not needed (`None`).
-            max_bytes (`int`): above this size for the `[S, batch, D]` block, return `None` (compute per step).
-
-        Returns:
-            One `(conditional [batch, D], unconditional [1, D] or None)` pair per timestep, or `None`.
-        """
-        denoiser, steps, batch = self.denoiser, timesteps.shape[0], condition.shape[0]
-        if steps * batch * denoiser.modulation_dim * condition.element_size() > max_bytes:
-            return None
-        timesteps = timesteps.to(condition.device)
-        t_emb = denoiser.embed_timesteps(timesteps, condition.dtype)  # [S, H]
-        projected = denoiser.embed_conditions(condition)  # [B, H], once for all steps
-        cond = denoiser.modulate((t_emb[:, None] + projected[None]).flatten(0, 1)).view(steps, batch, -1)
-        if guidance_scale == 1.0:
-            return [(cond[i], None) for i in range(steps)]
-        null = denoiser.embed_conditions(self.null_condition.to(condition.dtype)[None])  # [1, H]
-        uncond = denoiser.modulate(t_emb + null)  # [S, D]
-        return [(cond[i], uncond[i : i + 1]) for i in range(steps)]

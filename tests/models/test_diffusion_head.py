@@ -1,0 +1,144 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from diffusers import DDIMScheduler
+
+from contrec_hf.errors import ConfigError, InputError
+from contrec_hf.models import ContRecConfig, ContRecDiffusionHead, ContRecForRecommendation
+from contrec_hf.models.diffusion_head import exp_noise_betas
+
+TEXT = {"model_type": "llama", "vocab_size": 99, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1,
+        "num_attention_heads": 4, "num_key_value_heads": 2}  # fmt: skip
+
+
+def config(**overrides) -> ContRecConfig:
+    return ContRecConfig(
+        text_config=TEXT,
+        item_tokenizer_config={"input_dim": 24, "num_tokens": 2, "token_dim": 16, "encoder_hidden_sizes": [19]},
+        condition_dim=29,
+        denoiser_hidden_size=31,
+        denoiser_num_blocks=2,
+        num_train_timesteps=50,
+        **overrides,
+    )
+
+
+def head(seed=0, **overrides) -> ContRecDiffusionHead:
+    """A head moved off its zero initialisation (the untrained denoiser predicts 0 everywhere)."""
+    torch.manual_seed(seed)
+    module = ContRecDiffusionHead(config(**overrides))
+    for p in [*module.denoiser.parameters(), module.null_condition]:
+        torch.nn.init.normal_(p, std=0.2)
+    return module
+
+
+def test_forward_returns_the_losses_and_trains_the_denoiser_and_the_null_condition():
+    module = head(condition_dropout=0.5).train()
+    torch.manual_seed(1)
+    out = module(torch.randn(5, 29), torch.randn(5, 16))
+    assert out.diffusion_loss.shape == () and torch.isfinite(out.dispersive_loss)
+    (out.diffusion_loss + out.dispersive_loss).backward()
+    assert module.denoiser.input_proj.weight.grad is not None and module.null_condition.grad is not None
+    torch.manual_seed(1)  # one seed, one result
+    again = module(torch.randn(5, 29), torch.randn(5, 16))
+    torch.testing.assert_close(again.diffusion_loss, out.diffusion_loss, rtol=0, atol=0)
+
+
+def test_regression_head_ablation_regresses_x0_from_one_fixed_input():
+    """regression_head: L_diff = MSE(denoiser(0, T − 1, c), x₀), and the x₀ read-out returns that output."""
+    module = head(regression_head=True, condition_dropout=0.0)
+    condition, x0 = torch.randn(3, 29), torch.randn(3, 16)
+    with torch.no_grad():
+        expected = module.denoiser(torch.zeros(3, 16), torch.full((3,), 49), condition).sample
+    torch.testing.assert_close(module.read_out(condition, "x0"), expected)
+    torch.testing.assert_close(module(condition, x0).diffusion_loss, F.mse_loss(expected, x0))
+    with pytest.raises(ValueError, match="regression_head .* prediction_type='sample'"):
+        config(regression_head=True, prediction_type="epsilon")
+
+
+@pytest.mark.parametrize("guidance_scale", [1.0, 2.5])
+def test_sampling_modulations_match_the_per_step_passes(guidance_scale):
+    """A loop's modulations computed for all steps at once give the per-step guided predictions."""
+    module = head().eval()
+    timesteps, condition, x = torch.tensor([49, 30, 12, 0]), torch.randn(3, 29), torch.randn(3, 16)
+    with torch.no_grad():
+        plan = module.sampling_modulations(timesteps, condition, guidance_scale)
+        assert len(plan) == 4 and (plan[0][1] is None) == (guidance_scale == 1.0)
+        for i, t in enumerate(timesteps):
+            torch.testing.assert_close(
+                module.guided_prediction(x, t, condition, guidance_scale, plan[i]),
+                module.guided_prediction(x, t, condition, guidance_scale),
+                rtol=1e-4,  # one null-condition row per step (GEMV) against all steps at once (GEMM): rounding only
+                atol=1e-5,
+            )
+        assert module.sampling_modulations(timesteps, condition, guidance_scale, max_bytes=1) is None
+
+
+def test_guided_prediction_is_classifier_free_guidance():
+    """pred_uncond + s·(pred_cond − pred_uncond), the unconditional half with the learned null condition."""
+    module = head().eval()
+    x, c, t = torch.randn(3, 16), torch.randn(3, 29), torch.full((3,), 17)
+    with torch.no_grad():
+        cond = module.denoiser(x, t, c).sample
+        uncond = module.denoiser(x, t, module.null_condition.expand(3, -1)).sample
+        for timestep in (t, torch.tensor(17)):
+            torch.testing.assert_close(
+                module.guided_prediction(x, timestep, c, 2.5), uncond + 2.5 * (cond - uncond), rtol=1e-5, atol=1e-6
+            )
+        torch.testing.assert_close(module.guided_prediction(x, t, c, 1.0), cond)
+
+
+def test_read_out_defaults_come_from_the_config():
+    """None takes the config's read-out: the same call gives the x₀ estimate or a seeded DDIM sample."""
+    condition = torch.randn(4, 29)
+    x0_head = head(guidance_scale=2.0).eval()
+    torch.testing.assert_close(x0_head.read_out(condition), x0_head.x0_estimate(condition, 2.0))
+    sample_head = head(readout="sample", guidance_scale=2.0, num_inference_steps=7).eval()
+    scheduler = DDIMScheduler.from_config(sample_head.noise_scheduler.config, clip_sample=False)
+    expected = sample_head.sample(condition, scheduler, 7, 2.0, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(sample_head.read_out(condition, generator=torch.Generator().manual_seed(3)), expected)
+    mean = sample_head.read_out(condition, "mean", num_samples=3, generator=torch.Generator().manual_seed(3))
+    assert mean.shape == (4, 16) and not torch.allclose(mean, expected)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"readout": "median"}, "readout must be one of"), ({"guidance_scale": -1.0}, "guidance_scale must be"),
+     ({"guidance_scale": float("inf")}, "guidance_scale must be"), ({"num_inference_steps": 0}, "num_inference_steps"),
+     ({"num_inference_steps": 2.5}, "num_inference_steps")],
+)  # fmt: skip
+def test_bad_read_out_settings_are_refused(kwargs, message):
+    with pytest.raises(InputError, match=message):
+        head().read_out(torch.randn(2, 29), **kwargs)
+
+
+def test_config_refuses_a_bad_default_read_out():
+    with pytest.raises(ConfigError, match="readout.*expected one of"):
+        config(readout="median")
+    with pytest.raises(ConfigError, match="guidance_scale"):
+        config(guidance_scale=-1.0)
+
+
+def test_exp_schedule_matches_the_method():
+    betas = exp_noise_betas(200)
+    alpha_bar = torch.tensor([1 - b for b in betas], dtype=torch.float64).cumprod(0)
+    assert betas[0] == pytest.approx(6.2e-4, rel=0.02) and betas[-1] == pytest.approx(0.049, rel=0.02)
+    assert float(alpha_bar[-1]) == pytest.approx(6.25e-3, rel=0.05)
+
+
+def test_a_checkpoint_saved_before_the_head_had_its_own_module_loads_unchanged(tmp_path):
+    """Old parameter names (`denoiser.*`, `null_condition`) map onto `diffusion_head.*`: nothing is re-initialised."""
+    from safetensors.torch import load_file, save_file
+
+    torch.manual_seed(0)
+    model = ContRecForRecommendation(config())
+    for p in [*model.diffusion_head.denoiser.parameters(), model.diffusion_head.null_condition]:
+        torch.nn.init.normal_(p, std=0.2)
+    model.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    old = {k.removeprefix("diffusion_head."): v for k, v in weights.items()}
+    assert "null_condition" in old and any(k.startswith("denoiser.") for k in old)
+    save_file(old, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    back = ContRecForRecommendation.from_pretrained(tmp_path)
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(back.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
