@@ -5,8 +5,11 @@ unfinished one resumes), so ContRec and the baselines of one row come from one r
 the mean ± std (population) over the seeds of test HR@10 / NDCG@10, the ratio of ContRec's mean NDCG@10 to
 SASRec-CE's, and the job's wall time.
 
-Reproduce (~15 min per seed on 2 cores with nothing else running):
+Reproduce (~30 min per seed on 2 cores with nothing else running; the paper's recipe into its own folder and docs
+section; seeds can run as separate processes side by side, one torch thread each, and a last call with every seed
+reads the finished folders and writes the table):
     .venv/bin/python benchmarks/main_job_seeds.py --seeds 0 1 2 --write-docs
+    .venv/bin/python benchmarks/main_job_seeds.py --recipe paper --seeds 0 1 2 --write-docs
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ from pathlib import Path
 
 from _report import ROOT, publish
 
-SECTION, TITLE = "main_job_seeds", "The main job over seeds (every stage reseeded)"
+SECTIONS = {  # one docs section per recipe
+    "contrec-hf": ("main_job_seeds", "The main job over seeds (every stage reseeded)"),
+    "paper": ("main_job_seeds_paper", "The main job over seeds, the paper's recipe (`--recipe paper`)"),
+}
 CLI = Path(sys.executable).with_name("contrec-hf")
 ROWS = {
     "contrec": "ContRec, fast path",
@@ -39,11 +45,13 @@ def mean_std(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--output", type=Path, default=ROOT / "runs" / "seeds")
+    parser.add_argument("--output", type=Path, help="default: runs/seeds (runs/seeds-paper for --recipe paper)")
     parser.add_argument("--max-steps", type=int, default=2000)
     parser.add_argument("--recipe", default="contrec-hf", choices=("contrec-hf", "paper"))
+    parser.add_argument("--note", default="", help="a sentence for the caption (e.g. how the jobs shared the machine)")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
+    args.output = args.output or ROOT / "runs" / ("seeds" if args.recipe == "contrec-hf" else "seeds-paper")
 
     runs = {}
     for seed in args.seeds:
@@ -78,9 +86,9 @@ def main() -> None:
         f"ML-100K, leave-one-out, full ranking over 1,682 items, history masked, 943 test users; recipe "
         f"`{args.recipe}`, {args.max_steps} stage-2 steps; seeds {', '.join(map(str, args.seeds))} (each seeds the "
         f"LightGCN features, the σ-VAE, stage 2 and SASRec). λ_text chosen on validation per seed: {weights}. Wall "
-        f"time per job (s): {times}.",
+        f"time per job (s): {times}." + (f" {args.note}" if args.note else ""),
     ]
-    publish(lines, "main_job_seeds.py", SECTION, TITLE, args.write_docs)
+    publish(lines, "main_job_seeds.py", *SECTIONS[args.recipe], args.write_docs)
 
 
 if __name__ == "__main__":

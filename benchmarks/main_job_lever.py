@@ -1,0 +1,116 @@
+"""One lever of the recommender, on and off, inside the main job: the same split, stage 1 and seed as finished runs.
+
+For each ``--reference`` folder (a finished ``contrec-hf run``, e.g. ``runs/seeds/seed-0``) the script copies its
+data, its stage 1 (LightGCN features and σ-VAE) and its baselines into ``--output/<name>/seed-S`` and resumes the main
+job there with ``--set`` applied to `ContRecConfig` (and the reference's seed and stage-2 steps): stage 2, the
+pipeline and the evaluation run again, so the lever's row and the reference's differ in that one change only. The
+table compares test NDCG@10 / HR@10 over the references (mean ± population std), next to SASRec-CE of the same runs.
+
+Reproduce (one main job without stage 1 per reference, ~25 min each on 2 cores with nothing else running):
+    .venv/bin/python benchmarks/main_job_lever.py --name item-table-tokens --set item_table=tokens \
+        --reference runs/seeds/seed-0 runs/seeds/seed-1 runs/seeds/seed-2 --write-docs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+from pathlib import Path
+
+from _report import ROOT, publish
+
+from contrec_hf.main_job import run_main_job
+
+ROWS = {"contrec": "ContRec, fast path", "contrec_full": "ContRec, full path", "sasrec": "SASRec-CE"}
+
+
+def parse_value(text: str):
+    """A ``--set`` value: JSON when it parses (numbers, true/false, null), else the string itself."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_overrides(pairs: list[str], parser: argparse.ArgumentParser) -> dict:
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            parser.error(f"--set takes KEY=VALUE (a ContRecConfig field), got {pair!r}")
+        overrides[key] = parse_value(value)
+    return overrides
+
+
+def prepare(reference: Path, folder: Path) -> dict:
+    """Copy the reference's finished data, stage 1 and baselines into ``folder``; returns the reference's options."""
+    done = json.loads((reference / "stages.json").read_text())
+    missing = [stage for stage in ("data", "tokenizer", "baselines") if stage not in done]
+    if missing or not (reference / "metrics.json").is_file():
+        raise SystemExit(f"{reference} is not a finished main job (missing: {missing or ['metrics.json']})")
+    recipe = json.loads((reference / "recipe.json").read_text())
+    if (folder / "stages.json").is_file():  # resume a lever run
+        return recipe
+    folder.mkdir(parents=True)
+    for stage in ("data", "tokenizer", "baselines"):
+        shutil.copytree(reference / stage, folder / stage)
+    (folder / "stages.json").write_text(json.dumps({s: done[s] for s in ("data", "tokenizer", "baselines")}))
+    return recipe
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--name", required=True, help="the lever's name (its folder and docs section)")
+    parser.add_argument("--set", nargs="+", required=True, metavar="KEY=VALUE", help="ContRecConfig fields")
+    parser.add_argument("--reference", type=Path, nargs="+", required=True, help="finished main-job folders")
+    parser.add_argument("--max-steps", type=int, default=2000, help="stage-2 steps (the references' too)")
+    parser.add_argument("--output", type=Path, default=ROOT / "runs" / "levers")
+    parser.add_argument("--note", default="", help="a sentence for the caption")
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    overrides = parse_overrides(args.set, parser)
+
+    pairs = {}
+    for reference in args.reference:
+        if not (reference.name.startswith("seed-") and reference.name[5:].isdigit()):
+            parser.error(f"a reference folder is named seed-S after its --seed (main_job_seeds.py), got {reference}")
+        seed = int(reference.name[5:])
+        folder = args.output / args.name / f"seed-{seed}"
+        recipe = prepare(reference, folder)
+        lever = run_main_job(folder, seed=seed, max_steps=args.max_steps, recipe=recipe["name"],
+                             config_overrides=overrides, progress=False)  # fmt: skip
+        pairs[seed] = (json.loads((reference / "metrics.json").read_text())["test"], lever["test"])
+        before, after = (pair["contrec"]["ndcg@10"] for pair in pairs[seed])
+        print(f"seed {seed}: ContRec test NDCG@10 {before:.4f} → {after:.4f}", flush=True)
+
+    def column(index: int, key: str, metric: str) -> list[float]:
+        return [pair[index][key][metric] for pair in pairs.values()]
+
+    def cell(values: list[float]) -> str:
+        spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):.4f} ± {spread:.4f}"
+
+    setting = ", ".join(f"`{k}={v}`" for k, v in overrides.items())
+    lines = [
+        f"| model | test NDCG@10, reference | test NDCG@10, {setting} | per seed | test HR@10, reference → lever |",
+        "|---|---:|---:|---|---|",
+    ]
+    for key, label in ROWS.items():
+        before, after = column(0, key, "ndcg@10"), column(1, key, "ndcg@10")
+        per_seed = ", ".join(f"{a:.4f} → {b:.4f}" for a, b in zip(before, after))
+        hr = f"{cell(column(0, key, 'hr@10'))} → {cell(column(1, key, 'hr@10'))}"
+        lines.append(f"| {label} | {cell(before)} | {cell(after)} | {per_seed} | {hr} |")
+    seeds, references = ", ".join(map(str, pairs)), ", ".join(f"`{r}`" for r in args.reference)
+    lines += [
+        "",
+        f"ML-100K, leave-one-out, full ranking, history masked, 943 test users; seeds {seeds}; the reference runs: "
+        f"{references}; the lever reuses their data, stage 1 and baselines (SASRec-CE is the same model in both "
+        "columns) and retrains stage 2 with one change." + (f" {args.note}" if args.note else ""),
+    ]
+    publish(lines, "main_job_lever.py", f"lever_{args.name.replace('-', '_')}", f"Lever: {setting}", args.write_docs)
+
+
+if __name__ == "__main__":
+    main()
