@@ -4,7 +4,10 @@
 contrec-hf data stats --dataset ml-100k [--json]
 contrec-hf baseline --model pop sasrec --dataset ml-100k --output runs/baselines [--seed 0]
 contrec-hf tokenizer train --dataset ml-100k --features {collaborative,text,hybrid} --output runs/tokenizer
+contrec-hf run --dataset ml-100k --output runs/demo --device cuda --mixed-precision bf16
 ```
+`baseline`, `tokenizer train`, `train` and `run` take ``--device {auto,cpu,cuda}`` and
+``--mixed-precision {no,bf16,fp16}``.
 Errors on bad input are printed as one line, without a traceback, and the exit status is 2.
 """
 
@@ -38,6 +41,34 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset", default=None, choices=sorted(PRESETS), help="filtering preset applied before the split"
     )
+
+
+def _add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    from .training.devices import MIXED_PRECISIONS
+
+    group = parser.add_argument_group("device and precision")
+    group.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where training runs: auto (default) is a CUDA GPU when torch sees one, else the CPU "
+        "(choose GPUs with CUDA_VISIBLE_DEVICES)",
+    )
+    group.add_argument(
+        "--mixed-precision",
+        choices=MIXED_PRECISIONS,
+        help="autocast training in bf16 (CPU or GPU) or fp16 (CUDA GPUs only); the weights stay fp32 (default: no)",
+    )
+
+
+def _device_options(args: argparse.Namespace) -> dict[str, str | None]:
+    """``--device`` resolved (``auto`` → ``cuda`` or ``cpu``) and ``--mixed-precision``, both checked before any
+    data is loaded: a GPU asked for and absent, or fp16 on the CPU, is a one-line error."""
+    from .training.devices import check_mixed_precision, resolve_device
+
+    device = resolve_device(args.device)
+    check_mixed_precision(args.mixed_precision, device)
+    return {"device": device, "mixed_precision": args.mixed_precision}
 
 
 def _refuse_to_replace(marker: Path, what: str, args: argparse.Namespace) -> None:
@@ -93,6 +124,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
     existing = [str(d / "metrics.json") for d in targets.values() if (d / "metrics.json").exists()]
     if existing and not args.overwrite:
         raise ContRecError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or pick --output")
+    devices = _device_options(args)
     data = _load_data(args)
     model_kwargs = {k: v for k, v in {"hidden_size": args.hidden_size, "max_length": args.max_length}.items() if v}
     if args.dropout is not None:
@@ -108,6 +140,7 @@ def _cmd_baseline(args: argparse.Namespace) -> int:
         }.items()
         if v is not None
     }
+    training_kwargs.update(device=devices["device"], mixed_precision=devices["mixed_precision"] or "no")
     results = {}
     for model in models:
         results[model] = run_baseline(
@@ -133,6 +166,7 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
 
     output = Path(args.output)
     _refuse_to_replace(output / "config.json", "a trained tokenizer", args)
+    devices = _device_options(args)
     data = _load_data(args)
     tokenizer_kwargs = {
         "sigma_sampling": not args.no_sigma_sampling,
@@ -143,7 +177,8 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     }
     sizes = {"num_tokens": args.num_tokens, "token_dim": args.token_dim}
     tokenizer_kwargs.update({k: v for k, v in sizes.items() if v is not None})
-    training = {"seed": args.seed, "max_epochs": args.max_epochs, "batch_size": args.batch_size}
+    training = {"seed": args.seed, "max_epochs": args.max_epochs, "batch_size": args.batch_size, **devices}
+    training["mixed_precision"] = devices["mixed_precision"] or "no"
     result = run_tokenizer_stage(
         data,
         args.features,
@@ -158,6 +193,7 @@ def _cmd_tokenizer_train(args: argparse.Namespace) -> int:
     )
     d = result.diagnostics
     print(f"tokenizer for {data.name} ({args.features} features) saved to {output}")
+    print(f"trained on         {devices['device']} (mixed precision {training['mixed_precision']})")
     print(f"heldout_mse        {d['heldout_mse']:.4f}  (standardised features; predicting the mean scores 1.0)")
     print(f"validation_mse     {d['validation_mse']:.4f}  (best epoch {d['best_epoch']} of {d['epochs']})")
     print(f"effective_rank     {d['effective_rank']:.2f} of {d['max_effective_rank']}")
@@ -189,6 +225,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "save_steps": args.save_steps,
         "eval_users": args.eval_users,
         "seed": args.seed,
+        **_device_options(args),
     }
     train_args = RecommenderTrainingArguments(
         output_dir=str(output), **{k: v for k, v in training.items() if v is not None}
@@ -215,8 +252,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         config_overrides=overrides,
         progress=not args.no_progress,
     )
-    state = trainer.state
+    state, acc = trainer.state, trainer.accelerator
+    if not acc.is_main_process:  # under torchrun / accelerate launch the summary is printed once
+        return 0
     print(f"best validation NDCG@10 {state['best_ndcg']:.4f} at step {state['best_step']} ({state['step']} steps run)")
+    print(f"trained on {acc.device} × {acc.num_processes} process(es), mixed precision {acc.mixed_precision}")
     print(f"best model saved to {output / 'best'}; log in {output / 'training_log.json'}")
     return 0
 
@@ -349,6 +389,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .evaluation import format_metrics_table
     from .main_job import run_main_job
 
+    devices = _device_options(args)
     metrics = run_main_job(
         args.output,
         args.dataset,
@@ -364,12 +405,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        **devices,
     )
     columns = ("hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20")
     print(f"\n{metrics['dataset']['name']} — test (leave-one-out, full ranking, history masked)")
     print(format_metrics_table(metrics["test"], columns))
     stages = json.loads((Path(args.output) / "stages.json").read_text())
     print("\nstage times: " + ", ".join(f"{k} {v:.0f}s" for k, v in stages.items()))
+    precision = devices["mixed_precision"] or "no"
+    print(f"training device: {devices['device']}, mixed precision {precision} (evaluation: CPU, fp32)")
     print(f"report: {Path(args.output) / 'report.md'}; metrics: {Path(args.output) / 'metrics.json'}")
     return 0
 
@@ -377,7 +421,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_push(args: argparse.Namespace) -> int:
     from .hub import push_run
 
-    pushed = push_run(args.run, args.repo_prefix, token=args.token, private=args.private, base_model=args.base_model)
+    pushed = push_run(
+        args.run,
+        args.repo_prefix,
+        token=args.token,
+        private=args.private,
+        public=args.public,
+        base_model=args.base_model,
+    )
     for component, repo in pushed.items():
         print(f"{component:<12} → {repo}")
     return 0
@@ -417,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--max-epochs", type=int)
     group.add_argument("--patience", type=int)
     group.add_argument("--window", choices=("last", "random"))
+    _add_device_arguments(baseline)
     baseline.set_defaults(func=_cmd_baseline)
 
     tokenizer = commands.add_parser("tokenizer", help="stage 1: the σ-VAE item tokenizer")
@@ -441,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=int)
     train.add_argument("--overwrite", action="store_true", help="replace a tokenizer already in --output")
     train.add_argument("--no-progress", action="store_true")
+    _add_device_arguments(train)
     train.set_defaults(func=_cmd_tokenizer_train)
 
     stage2 = commands.add_parser("train", help="stage 2: train the recommender on a trained tokenizer")
@@ -469,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage2.add_argument("--seed", type=int, default=0)
     stage2.add_argument("--overwrite", action="store_true", help="start over instead of resuming from --output")
     stage2.add_argument("--no-progress", action="store_true")
+    _add_device_arguments(stage2)
     stage2.set_defaults(func=_cmd_train)
 
     recommend = commands.add_parser("recommend", help="top-K items for a history, from a saved pipeline")
@@ -522,6 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     run.add_argument("--no-progress", action="store_true")
+    _add_device_arguments(run)
     run.set_defaults(func=_cmd_run)
 
     push = commands.add_parser("push", help="push a run's tokenizer, recommender and pipeline to the Hub")
@@ -530,7 +585,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--repo-prefix", required=True, help="USER/NAME: pushes to USER/NAME-{tokenizer,recommender,pipeline}"
     )
     push.add_argument("--token", help="Hub token (default: the logged-in one)")
-    push.add_argument("--private", action="store_true")
+    visibility = push.add_mutually_exclusive_group()
+    visibility.add_argument("--private", action="store_true", help="push private repositories")
+    visibility.add_argument(
+        "--public",
+        action="store_true",
+        help="push public repositories even when the dataset's terms forbid redistribution (MovieLens, pushed "
+        "privately by default): only with the permission to publish its titles and categories",
+    )
     push.add_argument(
         "--base-model", help="the pretrained LM, for the model cards (e.g. HuggingFaceTB/SmolLM2-135M-Instruct)"
     )

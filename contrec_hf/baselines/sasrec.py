@@ -25,6 +25,7 @@ from ..data.split import SequentialDataset
 from ..errors import CheckpointError, ConfigError, EvaluationError, InputError
 from ..evaluation import evaluate_scorer
 from ..saving import atomic_directory, load_guard
+from ..training.devices import autocast, check_mixed_precision, grad_scaler
 from ..utils import check_device, require_positive, set_seed, write_json
 
 __all__ = ["SASRec", "SASRecConfig", "SASRecTrainer", "SASRecTrainingArguments"]
@@ -198,6 +199,9 @@ class SASRecTrainingArguments:
             returned on it. Defaults to ``None``, the CPU (what SASRec always used before this option existed),
             so that a seed gives the same numbers whatever GPU the machine has; pass ``"cuda"`` to train on a GPU
             (dropout and kernels then differ, so the numbers are not the CPU's).
+        mixed_precision (`str`): ``"no"`` (the default), ``"bf16"`` or ``"fp16"`` (a CUDA GPU only): the training
+            forward passes run under `torch.autocast` in that precision (the weights stay fp32; validation scores
+            are fp32, so full ranking breaks no extra ties).
     """
 
     batch_size: int = 16
@@ -209,12 +213,14 @@ class SASRecTrainingArguments:
     seed: int = 0
     eval_batch_size: int = 256
     device: str | None = None
+    mixed_precision: str = "no"
 
     def __post_init__(self) -> None:
         require_positive(self, "batch_size", "learning_rate", "max_epochs", "patience", "eval_batch_size")
         if self.window not in WINDOWS:
             raise ConfigError(f"window must be one of {WINDOWS}, got {self.window!r}")
         check_device(self.device)
+        check_mixed_precision(self.mixed_precision, self.device or "cpu")
 
 
 class SASRecTrainer:
@@ -280,6 +286,7 @@ class SASRecTrainer:
         """Train until validation NDCG@10 stops improving; restores and returns the best model."""
         args = self.args
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+        scaler = grad_scaler(self.device, args.mixed_precision)  # a pass-through unless fp16
         best, best_state, stale = -1.0, None, 0
         bar = tqdm(range(1, args.max_epochs + 1), desc="SASRec training", disable=not progress)
         for epoch in bar:
@@ -288,10 +295,12 @@ class SASRecTrainer:
             total, started = 0.0, time.perf_counter()
             for start in range(0, len(order), args.batch_size):
                 inputs, labels = self._batch(order[start : start + args.batch_size])
-                loss = self.model(inputs, labels)["loss"]
+                with autocast(self.device, args.mixed_precision):
+                    loss = self.model(inputs, labels)["loss"]
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 total += loss.item() * len(inputs)
             ndcg = self.evaluate("validation").metrics["ndcg@10"]
             self.history.append(

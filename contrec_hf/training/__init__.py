@@ -1,6 +1,7 @@
 """Trainers: stage 1 (the σ-VAE item tokenizer) and stage 2 (the recommender)."""
 
-from .recommender import RecommenderTrainer, RecommenderTrainingArguments
+from .devices import MIXED_PRECISIONS, check_mixed_precision, resolve_device
+from .recommender import RecommenderTrainer, RecommenderTrainingArguments, unused_parameters
 from .stage2 import load_stage1, prepare_recommender, run_recommender_stage
 from .tokenizer import (
     TokenizerTrainingArguments,
@@ -11,14 +12,18 @@ from .tokenizer import (
 )
 
 __all__ = [
+    "MIXED_PRECISIONS",
     "RecommenderTrainer",
     "RecommenderTrainingArguments",
     "TokenizerTrainingArguments",
     "TokenizerTrainingResult",
+    "check_mixed_precision",
     "load_stage1",
     "prepare_recommender",
+    "resolve_device",
     "run_recommender_stage",
     "run_tokenizer_stage",
     "split_items",
     "train_tokenizer",
+    "unused_parameters",
 ]

@@ -11,6 +11,8 @@ Validation NDCG@10 is computed on the fast path (prompt + ``<pref>``), reading o
 from __future__ import annotations
 
 import copy
+import dataclasses
+import logging
 import math
 import random
 import time
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
 from tqdm.auto import tqdm
 
 from ..data.prompts import ContRecCollator, PromptBuilder, sliding_window_samples
@@ -32,8 +34,11 @@ from ..retrieval import latent_scores
 from ..saving import atomic_directory
 from ..utils import require_positive, set_seed, write_json
 from .checkpoint import load_training_state, save_training_state
+from .devices import check_mixed_precision, resolve_device
 
-__all__ = ["RecommenderTrainer", "RecommenderTrainingArguments"]
+__all__ = ["RecommenderTrainer", "RecommenderTrainingArguments", "unused_parameters"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,6 +63,13 @@ class RecommenderTrainingArguments:
             `readout`, the read-out every other entry point uses.
         guidance_scale (`float`, *optional*): classifier-free guidance at validation (default: the config's).
         seed (`int`): seeds the data order, response drops, noise and initialisation.
+        device (`str`, *optional*): ``"cpu"`` or ``"cuda"``; `None` (the default): a CUDA GPU when torch sees one,
+            else the CPU. accelerate places the model there (each process of a `torchrun` / `accelerate launch` run
+            on its own GPU: pick GPUs with ``CUDA_VISIBLE_DEVICES``).
+        mixed_precision (`str`, *optional*): ``"no"``, ``"bf16"`` or ``"fp16"`` (a CUDA GPU only), through
+            accelerate: the forward passes are autocast (and fp16 losses scaled), the weights stay fp32. `None`
+            (the default): what `accelerate launch --mixed_precision` set, else ``"no"``. accelerate fixes a
+            process's device and precision at its first trainer: a later one in the same process must agree.
     """
 
     output_dir: str
@@ -75,11 +87,77 @@ class RecommenderTrainingArguments:
     readout: str | None = None
     guidance_scale: float | None = None
     seed: int = 0
+    device: str | None = None
+    mixed_precision: str | None = None
 
     def __post_init__(self) -> None:
         require_positive(self, "batch_size", "learning_rate", "max_steps", "eval_steps", "save_steps", "patience")
         if self.readout is not None and self.readout not in READOUTS:
             raise ConfigError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.device is not None and self.device not in ("cpu", "cuda"):
+            raise ConfigError(
+                f"device must be 'cpu', 'cuda' or None (a GPU when there is one), got {self.device!r}; accelerate "
+                "gives each process its own GPU: choose GPUs with CUDA_VISIBLE_DEVICES"
+            )
+        check_mixed_precision(self.mixed_precision, resolve_device(self.device))
+
+
+def unused_parameters(
+    model: torch.nn.Module, collator: ContRecCollator, batch: list[tuple[list[int], int]]
+) -> list[str]:
+    """Names of the trainable parameters a training step can leave without a gradient.
+
+    DDP must be told of such parameters (``find_unused_parameters=True``, a graph traversal every step, and a
+    warning every step when none is found). The probe is one forward and backward pass on ``batch`` with the
+    fewest parts of the model in use: fast-path prompts only (no response, so no language-model loss), unless
+    every training sample carries a response (``fast_path_probability`` 0). An untied LM head is then unused, for
+    instance; the tiny backbone ties it to the input embeddings. Random states are restored afterwards, and the
+    gradients cleared, so training walks the same numbers with or without the probe.
+
+    Args:
+        model (`torch.nn.Module`): the recommender (a PEFT model too), on the device it trains on.
+        collator ([`ContRecCollator`]): the training collator (a copy of it collates the probe: its own random
+            state is left alone).
+        batch (`list[tuple[list[int], int]]`): a few (history, target) training samples.
+
+    Returns:
+        `list[str]`: the parameter names, empty when every trainable parameter gets a gradient.
+    """
+    probe = dataclasses.replace(collator, fast_path_probability=1.0 if collator.fast_path_probability > 0 else 0.0)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.train()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        inputs = {k: v.to(device) for k, v in probe(batch, train=True).items()}
+        model(**inputs).loss.backward()
+    names = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return names
+
+
+def _process_state(device: str) -> PartialState:
+    """accelerate's process-wide state (process index and count, device), set up for ``device``."""
+    try:
+        return PartialState(cpu=device == "cpu")
+    except ValueError as err:  # accelerate sets a process's device once
+        raise ConfigError(f"cannot train on {device!r} in this process ({err}); start a new process") from err
+
+
+def _accelerator(device: str, mixed_precision: str | None, handlers: list) -> Accelerator:
+    """The accelerator of a trainer; a conflict with the process's earlier settings is a `ConfigError`."""
+    try:
+        accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision, kwargs_handlers=handlers)
+    except ValueError as err:  # accelerate sets a process's device and precision once, at its first Accelerator
+        raise ConfigError(
+            f"cannot train with device={device!r} and mixed_precision={mixed_precision!r}: this process already "
+            f"trained with other settings ({err}); start a new process"
+        ) from err
+    if accelerator.device.type != torch.device(device).type:
+        raise ConfigError(
+            f"device={device!r}, but accelerate already runs this process on {accelerator.device}; start a new process"
+        )
+    return accelerator
 
 
 class RecommenderTrainer:
@@ -105,10 +183,9 @@ class RecommenderTrainer:
             raise InputError(f"item_features has {item_features.shape[0]} rows but the dataset {data.num_items} items")
         self.args, self.data, self.text_tokenizer = args, data, text_tokenizer
         self.output_dir = Path(args.output_dir)
-        # Fast-path batches leave the LM head without a loss: DDP must tolerate unused parameters.
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
-        self.accelerator = Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
-        set_seed(args.seed + self.accelerator.process_index)
+        device = resolve_device(args.device)
+        state = _process_state(device)
+        set_seed(args.seed + state.process_index)
         builder = PromptBuilder(
             titles=data.items["title"].tolist(),
             categories=data.items["category"].tolist(),
@@ -121,11 +198,19 @@ class RecommenderTrainer:
             builder,
             item_features.float(),
             fast_path_probability=model.config.fast_path_probability,
-            seed=args.seed + self.accelerator.process_index,
+            seed=args.seed + state.process_index,
         )
         self.samples = sliding_window_samples(data.train_sequences(), model.config.max_history)
         if not self.samples:
             raise ContRecError("no training samples: every training history is shorter than 2 items")
+        handlers = []
+        if state.num_processes > 1:  # DDP: traverse the graph for unused parameters only if some can be unused
+            probe = [self._sample(i, model.config.max_history) for i in range(min(4, len(self.samples)))]
+            unused = unused_parameters(model.to(state.device), self.collator, probe)
+            if unused:
+                logger.info("DDP looks for unused parameters: a step can leave %s without a gradient", unused[:5])
+                handlers.append(DistributedDataParallelKwargs(find_unused_parameters=True))
+        self.accelerator = _accelerator(device, args.mixed_precision, handlers)
         trainable = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
@@ -149,13 +234,12 @@ class RecommenderTrainer:
         epoch, index = divmod(step, per_epoch)
         order = torch.randperm(len(self.samples), generator=torch.Generator().manual_seed(self.args.seed + epoch))
         chosen = order[index * self.args.batch_size : (index + 1) * self.args.batch_size].tolist()
-        sequences = self.data.sequences
-        batch = []
-        for i in chosen:
-            user, end, target = self.samples[i]
-            history = sequences[user][max(0, end - self.model_config.max_history) : end]
-            batch.append((history, target))
-        return batch
+        return [self._sample(i, self.model_config.max_history) for i in chosen]
+
+    def _sample(self, index: int, max_history: int) -> tuple[list[int], int]:
+        """Training sample ``index`` as ``(history, target)``: the last ``max_history`` items before the target."""
+        user, end, target = self.samples[index]
+        return self.data.sequences[user][max(0, end - max_history) : end], target
 
     @property
     def model_config(self):

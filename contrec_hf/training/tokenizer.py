@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, ContRecError, InputError
 from ..models.tokenizer import ContRecTokenizer, ContRecTokenizerConfig, collapse_diagnostics, effective_rank
 from ..utils import check_device, require_positive, set_seed, write_json
+from .devices import autocast, check_mixed_precision, grad_scaler
 
 __all__ = [
     "TokenizerTrainingArguments",
@@ -46,6 +47,9 @@ class TokenizerTrainingArguments:
             Defaults to ``None``, the CPU (what training always used before this option existed), so that a seed
             gives the same tokenizer whatever GPU the machine has; pass ``"cuda"`` to train on a GPU (masks,
             σ draws and kernels then differ, so the numbers are not the CPU's).
+        mixed_precision (`str`): ``"no"`` (the default), ``"bf16"`` or ``"fp16"`` (a CUDA GPU only): the training
+            forward passes run under `torch.autocast` in that precision (the weights stay fp32; validation, the
+            best-epoch choice and the diagnostics are measured in fp32).
     """
 
     batch_size: int = 128
@@ -56,12 +60,14 @@ class TokenizerTrainingArguments:
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
     device: str | None = None
+    mixed_precision: str = "no"
 
     def __post_init__(self) -> None:
         require_positive(self, "batch_size", "learning_rate", "max_epochs", "patience")
         if len(self.split) != 3 or any(f <= 0 for f in self.split) or abs(sum(self.split) - 1) > 1e-6:
             raise ConfigError(f"split must be three positive fractions summing to 1, got {self.split}")
         check_device(self.device)
+        check_mixed_precision(self.mixed_precision, self.device or "cpu")
 
 
 @dataclass
@@ -131,6 +137,7 @@ def train_tokenizer(
     tokenizer = ContRecTokenizer(config).to(device)  # initialised on the CPU: the same weights on every device
     tokenizer.fit_normalization(train_x)  # statistics of the training items only
     optimizer = torch.optim.AdamW(tokenizer.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
+    scaler = grad_scaler(device, args.mixed_precision)  # a pass-through unless fp16
     best, best_state, stale, history = float("inf"), None, 0, []
     started = time.perf_counter()
     bar = tqdm(range(1, args.max_epochs + 1), desc="tokenizer training", disable=not progress)
@@ -140,10 +147,12 @@ def train_tokenizer(
         total = 0.0
         for start in range(0, len(order), args.batch_size):
             batch = train_x[order[start : start + args.batch_size]]
-            loss = tokenizer(batch).loss
+            with autocast(device, args.mixed_precision):
+                loss = tokenizer(batch).loss
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             total += loss.item() * len(batch)
         val_mse = reconstruction_mse(tokenizer, val_x)
         history.append({"epoch": epoch, "train_loss": total / len(order), "val_mse": val_mse})

@@ -101,6 +101,11 @@ def test_two_processes_train_like_one(tmp_path, fixtures_dir):
         check=False,
     )
     assert two.returncode == 0, two.stderr[-3000:]
+    # The tiny backbone leaves no parameter unused, so DDP is not told to look for some (it warned every run), and
+    # the summary is printed by rank 0 only.
+    assert "find_unused_parameters" not in two.stderr, two.stderr[-3000:]
+    assert two.stdout.count("best validation NDCG@10") == 1, two.stdout
+    assert "× 2 process(es)" in two.stdout
     assert main(["train", *train, "--output", str(tmp_path / "one")]) == 0
     logs = [json.loads((tmp_path / run / "training_log.json").read_text()) for run in ("one", "two")]
     assert [r["step"] for r in logs[0]] == [r["step"] for r in logs[1]] == [2, 4]

@@ -92,12 +92,12 @@ class ContRecConfig(PreTrainedConfig):
             plus a learned MLP of the item's K tokens (zero-initialised, so training starts from the paper's table;
             every item, cold ones too, is scored from its content alone). Trained only through the ranking loss;
             diffusion targets stay the frozen latents. A saved pipeline's catalog stores the table it scores with.
-        readout (`str`, defaults to `"x0"`) / guidance_scale (`float`, defaults to 1.0) / num_inference_steps (`int`,
-            defaults to 50): the read-out the model is trained for, the default of every entry point (the pipeline,
-            the trainer's validation, the main job, `contrec-hf recommend`): `"x0"`, the head's one-step x₀
-            estimate (what the ranking loss trains, at guidance 1), `"sample"` (one diffusion sample, the paper's,
-            at guidance 3 with 200 DDPM steps) or `"mean"` (the mean of several samples); `guidance_scale` is
-            classifier-free guidance s, `num_inference_steps` the denoising steps of a sampled read-out.
+        readout (`str`, defaults to `"x0"`): the read-out the model is trained for, the default of every entry point
+            (the pipeline, the trainer's validation, the main job, `contrec-hf recommend`): `"x0"`, the head's
+            one-step x₀ estimate (what the ranking loss trains, at guidance 1), `"sample"` (one diffusion sample, the
+            paper's, at guidance 3 with 200 DDPM steps) or `"mean"` (the mean of several samples).
+        guidance_scale (`float`, defaults to 1.0): classifier-free guidance s of that read-out.
+        num_inference_steps (`int`, defaults to 50): denoising steps of a sampled read-out.
 
     Example:
         ```python
