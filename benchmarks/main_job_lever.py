@@ -22,6 +22,8 @@ from pathlib import Path
 from _report import ROOT, publish
 
 from contrec_hf.main_job import run_main_job
+from contrec_hf.models import effective_rank
+from contrec_hf.pipelines import ContRecCatalog
 
 ROWS = {"contrec": "ContRec, fast path", "contrec_full": "ContRec, full path", "sasrec": "SASRec-CE"}
 
@@ -60,6 +62,12 @@ def prepare(reference: Path, folder: Path) -> dict:
     return recipe
 
 
+def table_rank(run: Path) -> float:
+    """Effective rank of the item table a finished run's pipeline scores against (``[num_items, d_z]``): a learned
+    table that collapses shows here first (docs/method.md, the item table)."""
+    return effective_rank(ContRecCatalog.from_pretrained(run / "pipeline" / "catalog").latents)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="the lever's name (its folder and docs section)")
@@ -72,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     overrides = parse_overrides(args.set, parser)
 
-    pairs = {}
+    pairs, ranks = {}, {}
     for reference in args.reference:
         if not (reference.name.startswith("seed-") and reference.name[5:].isdigit()):
             parser.error(f"a reference folder is named seed-S after its --seed (main_job_seeds.py), got {reference}")
@@ -82,6 +90,7 @@ def main() -> None:
         lever = run_main_job(folder, seed=seed, max_steps=args.max_steps, recipe=recipe["name"],
                              config_overrides=overrides, progress=False)  # fmt: skip
         pairs[seed] = (json.loads((reference / "metrics.json").read_text())["test"], lever["test"])
+        ranks[seed] = (table_rank(reference), table_rank(folder))
         before, after = (pair["contrec"]["ndcg@10"] for pair in pairs[seed])
         print(f"seed {seed}: ContRec test NDCG@10 {before:.4f} → {after:.4f}", flush=True)
 
@@ -103,11 +112,13 @@ def main() -> None:
         hr = f"{cell(column(0, key, 'hr@10'))} → {cell(column(1, key, 'hr@10'))}"
         lines.append(f"| {label} | {cell(before)} | {cell(after)} | {per_seed} | {hr} |")
     seeds, references = ", ".join(map(str, pairs)), ", ".join(f"`{r}`" for r in args.reference)
+    rank_text = ", ".join(f"seed {seed}: {a:.1f} → {b:.1f}" for seed, (a, b) in ranks.items())
     lines += [
         "",
         f"ML-100K, leave-one-out, full ranking, history masked, 943 test users; seeds {seeds}; the reference runs: "
         f"{references}; the lever reuses their data, stage 1 and baselines (SASRec-CE is the same model in both "
-        "columns) and retrains stage 2 with one change." + (f" {args.note}" if args.note else ""),
+        "columns) and retrains stage 2 with one change. Effective rank of the item table the pipeline scores "
+        f"against (of its d_z columns), reference → lever: {rank_text}." + (f" {args.note}" if args.note else ""),
     ]
     publish(lines, "main_job_lever.py", f"lever_{args.name.replace('-', '_')}", f"Lever: {setting}", args.write_docs)
 
