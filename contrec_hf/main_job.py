@@ -234,18 +234,8 @@ def run_main_job(
     GPU when there is one). ``mixed_precision`` (``"no"``, ``"bf16"``, ``"fp16"``) applies to the same stages; the
     evaluation runs on the CPU in fp32 either way.
     """
-    from transformers import AutoTokenizer
-
-    from .models import ContRecForRecommendation
-    from .pipelines import ContRecDiffusionPipeline, build_pipeline
-    from .training import (
-        RecommenderTrainingArguments,
-        TokenizerTrainingArguments,
-        load_stage1,
-        run_recommender_stage,
-        run_tokenizer_stage,
-    )
-    from .training.devices import resolve_device
+    from .pipelines import ContRecDiffusionPipeline
+    from .training import run_tokenizer_stage
     from .training.stage2 import check_stage2_options
 
     # Refuse bad options before anything is deleted, downloaded or trained.
@@ -256,17 +246,7 @@ def run_main_job(
     chosen = RECIPES[recipe]
     config_overrides = {**chosen.config_overrides, **(config_overrides or {})}
     check_stage2_options(backbone, lora, config_overrides)
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int):
-        raise ConfigError(f"max_steps must be an integer, got {max_steps!r}")
-    device = resolve_device(device) if device is not None else None
-    devices = {"device": device, "mixed_precision": mixed_precision or "no"}  # for the tokenizer and SASRec
-    tokenizer_args = TokenizerTrainingArguments(seed=seed, **devices)  # checks device and precision
-    recommender_args = RecommenderTrainingArguments(
-        # Eight validations with patience 3: early stopping can fire (with four and patience 4 it never could).
-        output_dir=str(Path(output) / "recommender-training"), max_steps=max_steps, eval_steps=max(1, max_steps // 8),
-        save_steps=max(1, max_steps // 8), patience=3, eval_users=500, seed=seed, device=device,
-        mixed_precision=mixed_precision,
-    )  # fmt: skip
+    devices, tokenizer_args, recommender_args = _training_arguments(output, max_steps, seed, device, mixed_precision)
     output = Path(output)
     if overwrite and output.exists():
         for child in output.iterdir():
@@ -290,50 +270,85 @@ def run_main_job(
     stages.run("tokenizer", tokenizer_stage, log)
 
     def recommender_stage():
-        trainer = run_recommender_stage(
-            data, output / "tokenizer", recommender_args, backbone=backbone, lora=lora,
-            config_overrides=config_overrides, progress=progress,
-        )  # fmt: skip
-        best = output / "recommender-training" / "best"
-        if not (best / "config.json").is_file():
-            raise ContRecError("stage 2 produced no best model (no validation ran)")
-        with atomic_directory(output / "recommender") as tmp:
-            shutil.copytree(best, tmp, dirs_exist_ok=True)
-        return trainer.state
+        return _train_recommender(output, data, recommender_args, backbone, lora, config_overrides, progress)
 
     stages.run("recommender", recommender_stage, log)
 
-    def pipeline_stage():
-        _, item_features = load_stage1(output / "tokenizer", data)
-        recommender = ContRecForRecommendation.from_pretrained(output / "recommender")
-        text_tokenizer = AutoTokenizer.from_pretrained(output / "recommender" / "text_tokenizer")
-        build_pipeline(recommender, text_tokenizer, data, item_features.features).save_pretrained(output / "pipeline")
-
-    stages.run("pipeline", pipeline_stage, log)
+    stages.run("pipeline", lambda: _save_pipeline(output, data), log)
     pipe = ContRecDiffusionPipeline.from_pretrained(output / "pipeline")
     pipe.set_progress_bar_config(disable=True)
 
-    def evaluation_stage():
-        full = full_path_metrics(pipe, data)
-        results = {
-            split: {"contrec": contrec_metrics(pipe, data, split, full_path=False), **full[split]}
-            for split in ("validation", "test")
-        }
-        write_json(output / "contrec_metrics.json", results)
-        write_json(output / "scheduler_sweep.json", _steps_sweep(pipe, data))
+    stages.run("evaluation", lambda: _evaluate(pipe, data, output), log)
 
-    stages.run("evaluation", evaluation_stage, log)
+    baselines = {"seed": seed, "progress": progress, "training_kwargs": devices}
+    stages.run("baselines", lambda: {n: run_baseline(n, data, output_dir=output / "baselines" / n, **baselines)
+                                     for n in ("sasrec", "pop")}, log)  # fmt: skip
+    metrics = _collect_metrics(output, data, recipe)
+    _write_report(output, data, recipe, pipe.recommender.config, metrics)  # cheap; always matches metrics.json
+    return metrics
 
-    def baselines_stage():
-        out = {}
-        for name in ("sasrec", "pop"):
-            out[name] = run_baseline(
-                name, data, seed=seed, output_dir=output / "baselines" / name, progress=progress,
-                training_kwargs=devices,
-            )  # fmt: skip
-        return out
 
-    stages.run("baselines", baselines_stage, log)
+def _training_arguments(output, max_steps, seed: int, device: str | None, mixed_precision: str | None) -> tuple:
+    """``(devices, tokenizer arguments, recommender arguments)`` of the main job, every option checked."""
+    from .training import RecommenderTrainingArguments, TokenizerTrainingArguments
+    from .training.devices import resolve_device
+
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int):
+        raise ConfigError(f"max_steps must be an integer, got {max_steps!r}")
+    device = resolve_device(device) if device is not None else None
+    devices = {"device": device, "mixed_precision": mixed_precision or "no"}  # for the tokenizer and SASRec
+    tokenizer_args = TokenizerTrainingArguments(seed=seed, **devices)  # checks device and precision
+    recommender_args = RecommenderTrainingArguments(
+        # Eight validations with patience 3: early stopping can fire (with four and patience 4 it never could).
+        output_dir=str(Path(output) / "recommender-training"), max_steps=max_steps, eval_steps=max(1, max_steps // 8),
+        save_steps=max(1, max_steps // 8), patience=3, eval_users=500, seed=seed, device=device,
+        mixed_precision=mixed_precision,
+    )  # fmt: skip
+    return devices, tokenizer_args, recommender_args
+
+
+def _train_recommender(output: Path, data, args, backbone: str, lora: bool, overrides: dict, progress: bool) -> dict:
+    """Stage 2, then its best model copied (atomically) to ``output/recommender``; returns the trainer's state."""
+    from .training import run_recommender_stage
+
+    trainer = run_recommender_stage(
+        data, output / "tokenizer", args, backbone=backbone, lora=lora, config_overrides=overrides, progress=progress
+    )
+    best = output / "recommender-training" / "best"
+    if not (best / "config.json").is_file():
+        raise ContRecError("stage 2 produced no best model (no validation ran)")
+    with atomic_directory(output / "recommender") as tmp:
+        shutil.copytree(best, tmp, dirs_exist_ok=True)
+    return trainer.state
+
+
+def _save_pipeline(output: Path, data: SequentialDataset) -> None:
+    """The pipeline of the trained recommender and the dataset's catalog, saved to ``output/pipeline``."""
+    from transformers import AutoTokenizer
+
+    from .models import ContRecForRecommendation
+    from .pipelines import build_pipeline
+    from .training import load_stage1
+
+    _, item_features = load_stage1(output / "tokenizer", data)
+    recommender = ContRecForRecommendation.from_pretrained(output / "recommender")
+    text_tokenizer = AutoTokenizer.from_pretrained(output / "recommender" / "text_tokenizer")
+    build_pipeline(recommender, text_tokenizer, data, item_features.features).save_pretrained(output / "pipeline")
+
+
+def _evaluate(pipe, data: SequentialDataset, output: Path) -> None:
+    """ContRec's fast and full paths on both splits (``contrec_metrics.json``) and the schedulers' steps sweep."""
+    full = full_path_metrics(pipe, data)
+    results = {
+        split: {"contrec": contrec_metrics(pipe, data, split, full_path=False), **full[split]}
+        for split in ("validation", "test")
+    }
+    write_json(output / "contrec_metrics.json", results)
+    write_json(output / "scheduler_sweep.json", _steps_sweep(pipe, data))
+
+
+def _collect_metrics(output: Path, data: SequentialDataset, recipe: str) -> dict[str, Any]:
+    """ContRec's and the baselines' metrics of a finished run, with the dataset's statistics, into ``metrics.json``."""
     contrec = json.loads((output / "contrec_metrics.json").read_text())
     metrics: dict[str, Any] = {"validation": dict(contrec["validation"]), "test": dict(contrec["test"])}
     for name in ("sasrec", "pop"):
@@ -343,45 +358,45 @@ def run_main_job(
     metrics["dataset"] = data.stats()
     metrics["recipe"] = recipe
     write_json(output / "metrics.json", metrics)
-
-    def report_stage():
-        log_rows = json.loads((output / "recommender-training" / "training_log.json").read_text())
-        sweep = json.loads((output / "scheduler_sweep.json").read_text())
-        images = _plots(output, log_rows, sweep, metrics["validation"]["sasrec"]["ndcg@10"])
-        timings = json.loads((output / "stages.json").read_text())
-        lines = [
-            f"# ContRec on {data.name}",
-            "",
-            f"Leave-one-out, full ranking over {data.num_items:,} items, history masked; "
-            f"{data.num_users:,} test users.",
-            f"Recipe `{recipe}`: {chosen.description}. Read-out: {_readout_words(pipe.recommender.config)}.",
-            "`contrec` is the fast path, `contrec_full` the full path (greedy reasoning, then `<pref>`), "
-            "`contrec_fused` the full path's z-norm(latent) + λ_text · text score, λ_text = "
-            f"{metrics['test']['contrec_fused']['text_weight']:g} chosen on validation.",
-            "",
-            "## Test",
-            "",
-            format_metrics_table(metrics["test"]),
-            "",
-            "## Validation",
-            "",
-            format_metrics_table(metrics["validation"]),
-            "",
-            "## Stage times (s)",
-            "",
-            "| stage | seconds |",
-            "|---|---|",
-            *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
-            "",
-            "## Schedulers (validation, one sample, guidance 3)",
-            "",
-            "| scheduler | steps | NDCG@10 | ms/user |",
-            "|---|---|---|---|",
-            *[f"| {r['scheduler']} | {r['steps']} | {r['ndcg@10']:.4f} | {r['ms_per_user']:.1f} |" for r in sweep],
-            "",
-            *[f"![{name}]({name})" for name in images],
-        ]
-        (output / "report.md").write_text("\n".join(lines) + "\n")
-
-    report_stage()  # cheap, and always rewritten so it matches metrics.json
     return metrics
+
+
+def _write_report(output: Path, data: SequentialDataset, recipe: str, config, metrics: dict[str, Any]) -> None:
+    """``output/report.md``: the tables, the stage times, the steps sweep and the plots of a finished run."""
+    chosen = RECIPES[recipe]
+    log_rows = json.loads((output / "recommender-training" / "training_log.json").read_text())
+    sweep = json.loads((output / "scheduler_sweep.json").read_text())
+    images = _plots(output, log_rows, sweep, metrics["validation"]["sasrec"]["ndcg@10"])
+    timings = json.loads((output / "stages.json").read_text())
+    lines = [
+        f"# ContRec on {data.name}",
+        "",
+        f"Leave-one-out, full ranking over {data.num_items:,} items, history masked; {data.num_users:,} test users.",
+        f"Recipe `{recipe}`: {chosen.description}. Read-out: {_readout_words(config)}.",
+        "`contrec` is the fast path, `contrec_full` the full path (greedy reasoning, then `<pref>`), "
+        "`contrec_fused` the full path's z-norm(latent) + λ_text · text score, λ_text = "
+        f"{metrics['test']['contrec_fused']['text_weight']:g} chosen on validation.",
+        "",
+        "## Test",
+        "",
+        format_metrics_table(metrics["test"]),
+        "",
+        "## Validation",
+        "",
+        format_metrics_table(metrics["validation"]),
+        "",
+        "## Stage times (s)",
+        "",
+        "| stage | seconds |",
+        "|---|---|",
+        *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
+        "",
+        "## Schedulers (validation, one sample, guidance 3)",
+        "",
+        "| scheduler | steps | NDCG@10 | ms/user |",
+        "|---|---|---|---|",
+        *[f"| {r['scheduler']} | {r['steps']} | {r['ndcg@10']:.4f} | {r['ms_per_user']:.1f} |" for r in sweep],
+        "",
+        *[f"![{name}]({name})" for name in images],
+    ]
+    (output / "report.md").write_text("\n".join(lines) + "\n")
