@@ -43,6 +43,23 @@ def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_objective_arguments(parser: argparse.ArgumentParser) -> None:
+    """The stage-2 objective's switches shared by `train` and `run` (`ContRecConfig` fields; unset: its defaults)."""
+    parser.add_argument(
+        "--history-diffusion-weight",
+        type=float,
+        help="weight of the dense next-item diffusion loss (default 1; 0 = the paper)",
+    )
+    parser.add_argument(
+        "--ranking-weight", type=float, help="λ_rank of the catalog softmax on the x₀ read-out (default 1; 0: paper)"
+    )
+    parser.add_argument(
+        "--item-table",
+        choices=("latent", "tokens"),
+        help="the table retrieval scores against: the frozen σ-VAE latents (default) or + a learned MLP of the tokens",
+    )
+
+
 def _add_device_arguments(parser: argparse.ArgumentParser) -> None:
     from .training.devices import MIXED_PRECISIONS
 
@@ -208,6 +225,8 @@ def _overrides(args: argparse.Namespace) -> dict:
         "dispersive_loss_weight": getattr(args, "dispersive_weight", None),
         "lm_loss_weight": getattr(args, "lm_weight", None),
         "history_diffusion_weight": getattr(args, "history_diffusion_weight", None),
+        "ranking_loss_weight": getattr(args, "ranking_weight", None),
+        "item_table": getattr(args, "item_table", None),
     }
     return {k: v for k, v in given.items() if v is not None}
 
@@ -514,11 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     stage2.add_argument("--eval-users", type=int, help="validate on a seeded subset of users (0 = all)")
     stage2.add_argument("--dispersive-weight", type=float, help="λ_disp (ContRecConfig default 0.5)")
     stage2.add_argument("--lm-weight", type=float, help="λ_lm (ContRecConfig default 0.5)")
-    stage2.add_argument(
-        "--history-diffusion-weight",
-        type=float,
-        help="weight of the dense next-item diffusion loss (default 1; 0 = the paper)",
-    )
+    _add_objective_arguments(stage2)
     stage2.add_argument("--seed", type=int, default=0)
     stage2.add_argument("--overwrite", action="store_true", help="start over instead of resuming from --output")
     stage2.add_argument("--no-progress", action="store_true")
@@ -568,11 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="'contrec-hf': the library's defaults; 'paper': the paper's recipe (docs/method.md lists the differences)"
         " (default: contrec-hf)",
     )
-    run.add_argument(
-        "--history-diffusion-weight",
-        type=float,
-        help="weight of the dense next-item diffusion loss (default 1; 0 = the paper)",
-    )
+    _add_objective_arguments(run)
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     run.add_argument("--no-progress", action="store_true")

@@ -59,6 +59,21 @@ def test_errors_exit_2_without_traceback(argv, message, capsys):
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_objective_flags_become_config_overrides(command, tmp_path, capsys):
+    from contrec_hf.cli import _overrides, build_parser
+
+    argv = [command, "--output", str(tmp_path / "out"), "--ranking-weight", "0.5", "--item-table", "tokens"]
+    argv += ["--tokenizer", str(tmp_path / "tok")] if command == "train" else []
+    assert _overrides(build_parser().parse_args(argv)) == {"ranking_loss_weight": 0.5, "item_table": "tokens"}
+    # A contradiction is refused before any data is loaded or anything trained.
+    bad = [command, "--output", str(tmp_path / "run"), "--ranking-weight", "0", "--item-table", "tokens"]
+    bad += ["--tokenizer", str(tmp_path / "tok")] if command == "train" else []
+    assert main(bad) == 2
+    assert "item_table='tokens' is learned through the ranking loss" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_console_entry_point_runs_as_a_process():
     proc = subprocess.run(
         [sys.executable, "-m", "contrec_hf.cli", "data", "stats", "--dataset", "nope"],
