@@ -119,9 +119,22 @@ class SASRec(nn.Module):
 
     def hidden_states(self, input_ids: torch.Tensor) -> torch.Tensor:
         """``[batch, length]`` shifted item indices → ``[batch, length, hidden]`` states."""
-        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
-        x = self.item_embedding(input_ids) * math.sqrt(self.config.hidden_size) + self.position_embedding(positions)
-        x = self.embed_dropout(x) * (input_ids > 0).unsqueeze(-1)
+        return self.encode(self.item_embedding(input_ids), input_ids > 0)
+
+    def encode(self, item_vectors: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The transformer over any item vectors (``benchmarks/quality_ladder.py`` swaps the ID table out).
+
+        Args:
+            item_vectors (`torch.Tensor` of shape `[batch, length, hidden]`): one vector per position, before the
+                √hidden scale and the position embedding.
+            mask (`torch.BoolTensor` of shape `[batch, length]`): `True` at real items, `False` at padding.
+
+        Returns:
+            `torch.Tensor` of shape `[batch, length, hidden]`.
+        """
+        positions = torch.arange(item_vectors.shape[1], device=item_vectors.device)
+        x = item_vectors * math.sqrt(self.config.hidden_size) + self.position_embedding(positions)
+        x = self.embed_dropout(x) * mask.unsqueeze(-1)
         for block in self.blocks:
             x = block(x)
         return self.final_norm(x)
