@@ -68,10 +68,13 @@ class DiffusionHeadOutput(ModelOutput):
     Args:
         diffusion_loss (`torch.FloatTensor` of shape `()`): L_diff, the MSE against the prediction type's target.
         dispersive_loss (`torch.FloatTensor` of shape `()`): L_disp on the denoiser's representations.
+        preference_loss (`torch.FloatTensor` of shape `()`, *optional*): PreferDiff's L_pref, when
+            `preference_loss_weight` > 0.
     """
 
     diffusion_loss: torch.FloatTensor | None = None
     dispersive_loss: torch.FloatTensor | None = None
+    preference_loss: torch.FloatTensor | None = None
 
 
 class ContRecDiffusionHead(nn.Module):
@@ -143,16 +146,54 @@ class ContRecDiffusionHead(nn.Module):
             drop = torch.rand(x0.shape[0], 1, device=x0.device) < config.condition_dropout
             condition = torch.where(drop, self.null_condition.to(condition.dtype), condition)
         out = self.denoiser(x_t, t, condition)
-        if config.prediction_type == "epsilon":
-            target = noise
-        elif config.prediction_type == "sample":
-            target = x0
-        else:
-            target = scheduler.get_velocity(x0, noise, t)
+        target = self._target(x0, noise, t)
+        preference = None
+        if config.preference_loss_weight > 0:
+            preference = self.preference_loss(condition, x0, noise, t, (out.sample - target).pow(2).mean(-1))
         return DiffusionHeadOutput(
             diffusion_loss=F.mse_loss(out.sample, target),
             dispersive_loss=dispersive_loss(out.representation, config.dispersive_temperature),
+            preference_loss=preference,
         )
+
+    def _target(self, x0: torch.Tensor, noise: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor:
+        """What the denoiser regresses on: ε, x₀ or v (`prediction_type`)."""
+        if self.config.prediction_type == "epsilon":
+            return noise
+        if self.config.prediction_type == "sample":
+            return x0
+        return self.noise_scheduler.get_velocity(x0, noise, t)
+
+    def preference_loss(
+        self, condition: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor | None, t: torch.Tensor,
+        positive_error: torch.Tensor,
+    ) -> torch.Tensor:  # fmt: skip
+        """PreferDiff's preference term (Liu et al., ICLR 2025, Eq. 8; docs/method.md, "PreferDiff's term"):
+        L_pref = mean −log σ(−γ (e⁺ − e⁻)), the denoising error e⁺ of each row's target below the error e⁻ of an
+        in-batch negative (the previous condition's target) noised at the same timestep, under the same condition.
+
+        Args:
+            condition (`torch.Tensor` of shape `[rows, condition_dim]`): c of each row (after CFG dropout).
+            x0 (`torch.Tensor` of shape `[rows, latent_dim]`): each row's target; rows come in groups of
+                `diffusion_batch_multiplier` noise draws of one condition (one row each for the regression head).
+            noise (`torch.Tensor` of shape `[rows, latent_dim]`, *optional*): the positives' noise (`None`: the
+                regression head's fixed input).
+            t (`torch.LongTensor` of shape `[rows]`): each row's timestep.
+            positive_error (`torch.Tensor` of shape `[rows]`): e⁺, the mean squared error of each row.
+
+        Returns:
+            `torch.Tensor` of shape `()`.
+        """
+        shift = 1 if noise is None else self.config.diffusion_batch_multiplier
+        negative = x0.roll(shift, 0)  # another condition's target (itself for a batch of one: a constant term)
+        if noise is None:  # the regression head: its one fixed input
+            negative_noise, x_t = None, torch.zeros_like(negative)
+        else:
+            negative_noise = torch.randn_like(negative)
+            x_t = self.noise_scheduler.add_noise(negative, negative_noise, t)
+        prediction = self.denoiser(x_t, t, condition).sample
+        negative_error = (prediction - self._target(negative, negative_noise, t)).pow(2).mean(-1)
+        return -F.logsigmoid(-self.config.preference_gamma * (positive_error - negative_error)).mean()
 
     def ranking_loss(
         self, condition: torch.Tensor, table: torch.Tensor, labels: torch.Tensor, log_inclusion: torch.Tensor | float

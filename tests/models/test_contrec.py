@@ -336,6 +336,17 @@ def test_ranking_loss_is_the_catalog_softmax_of_the_x0_read_out(text_tokenizer):
     assert model(**inputs).ranking_loss is None  # off: no table needed
 
 
+def test_preference_term_joins_the_loss_at_pref_and_at_the_dense_targets(text_tokenizer):
+    model = build("llama", text_tokenizer, preference_loss_weight=0.4)
+    inputs = batch(text_tokenizer, model)  # the collator passes the catalog's features for the ranking loss
+    out = model(**inputs)
+    assert out.preference_loss is not None and out.preference_loss > 0
+    expected = 0.5 * out.lm_loss + out.diffusion_loss + 0.5 * out.dispersive_loss + out.history_diffusion_loss
+    torch.testing.assert_close(out.loss, expected + out.ranking_loss + 0.4 * out.preference_loss)
+    assert out.to_tuple()[-1] is out.preference_loss  # last: a run without it keeps its tuple
+    assert build("llama", text_tokenizer)(**inputs).preference_loss is None
+
+
 def test_ranking_loss_settings_are_validated():
     with pytest.raises(ConfigError, match="ranking_temperature"):
         ContRecConfig(ranking_temperature=0.0)

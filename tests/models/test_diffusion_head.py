@@ -142,3 +142,30 @@ def test_a_checkpoint_saved_before_the_head_had_its_own_module_loads_unchanged(t
     back = ContRecForRecommendation.from_pretrained(tmp_path)
     for name, tensor in model.state_dict().items():
         torch.testing.assert_close(back.state_dict()[name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_preference_term_is_preferdiffs_bpr_on_the_denoising_errors():
+    """L_pref = mean −log σ(−γ (e⁺ − e⁻)), e⁻ the error of the previous condition's target at the same timestep."""
+    module = head(regression_head=True, condition_dropout=0.0, preference_loss_weight=0.5, preference_gamma=3.0)
+    condition, x0 = torch.randn(4, 29), torch.randn(4, 16)
+    out = module(condition, x0)
+    with torch.no_grad():
+        prediction = module.denoiser(torch.zeros(4, 16), torch.full((4,), 49), condition).sample  # the fixed input
+    positive = (prediction - x0).pow(2).mean(-1)
+    negative = (prediction - x0.roll(1, 0)).pow(2).mean(-1)
+    torch.testing.assert_close(out.preference_loss, -F.logsigmoid(-3.0 * (positive - negative)).mean())
+    out.preference_loss.backward()
+    assert module.denoiser.output_proj.weight.grad.abs().sum() > 0
+    # One condition per noise draw group: the negative is the previous group's target, never a copy of its own.
+    diffusion = head(condition_dropout=0.0, preference_loss_weight=0.5, diffusion_batch_multiplier=3)
+    torch.manual_seed(2)
+    first = diffusion(condition, x0).preference_loss
+    assert torch.isfinite(first) and first > 0
+    torch.manual_seed(2)
+    torch.testing.assert_close(diffusion(condition, x0).preference_loss, first, rtol=0, atol=0)
+    # Off by default: no term, and no extra random draw (the default path is unchanged).
+    assert head()(condition, x0).preference_loss is None
+    with pytest.raises(ValueError, match="preference_gamma must be > 0"):
+        config(preference_gamma=0.0)
+    with pytest.raises(ValueError, match="preference_loss_weight must be ≥ 0"):
+        config(preference_loss_weight=-1.0)

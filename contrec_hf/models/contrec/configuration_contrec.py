@@ -87,6 +87,11 @@ class ContRecConfig(PreTrainedConfig):
         ranking_negatives (`int`, defaults to 0): 0 ranks against the whole catalog (a full softmax); n > 0 ranks
             against the batch's targets and n uniformly drawn items, logQ-corrected (a sampled softmax for catalogs
             too large for one row of logits per target; n ≥ the catalog size is the full softmax again).
+        preference_loss_weight (`float`, defaults to 0.0): λ_pref, weight of PreferDiff's preference term (Liu et al.,
+            ICLR 2025, Eq. 8 with one in-batch negative): L_pref = −log σ(−γ (e⁺ − e⁻)), e⁺ the denoising error of
+            the target and e⁻ that of another row's target noised at the same timestep under the same condition,
+            added at every diffusion target. 0 (off) is the paper's ContRec; PreferDiff uses λ 0.4–0.6.
+        preference_gamma (`float`, defaults to 5.0): γ of that term (PreferDiff's).
         item_table (`str`, defaults to `"latent"`): the item table e that retrieval (and the ranking loss) scores
             against. `"latent"`: the frozen σ-VAE latent, the mean of the K μ's (the paper's). `"tokens"`: that latent
             plus a learned MLP of the item's K tokens (zero-initialised, so training starts from the paper's table;
@@ -147,6 +152,8 @@ class ContRecConfig(PreTrainedConfig):
     ranking_loss_weight: float = 1.0
     ranking_temperature: float = 0.07
     ranking_negatives: int = 0
+    preference_loss_weight: float = 0.0
+    preference_gamma: float = 5.0
     item_table: Literal["latent", "tokens"] = "latent"
     readout: Literal["x0", "sample", "mean"] = "x0"
     guidance_scale: float = 1.0
@@ -168,7 +175,7 @@ class ContRecConfig(PreTrainedConfig):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("lm_loss_weight", "dispersive_loss_weight", "dispersive_temperature", "history_diffusion_weight",
-                     "ranking_loss_weight", "guidance_scale"):  # fmt: skip
+                     "ranking_loss_weight", "preference_loss_weight", "guidance_scale"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.item_table not in ("latent", "tokens"):
@@ -177,6 +184,8 @@ class ContRecConfig(PreTrainedConfig):
             raise ConfigError("item_table='tokens' is learned through the ranking loss: set ranking_loss_weight > 0")
         if self.ranking_negatives < 0:
             raise ConfigError(f"ranking_negatives must be ≥ 0 (0 = the full softmax), got {self.ranking_negatives}")
+        if self.preference_gamma <= 0:
+            raise ConfigError(f"preference_gamma must be > 0, got {self.preference_gamma}")
         if self.ranking_temperature <= 0:
             raise ConfigError(f"ranking_temperature must be > 0, got {self.ranking_temperature}")
         if self.regression_head and self.prediction_type != "sample":

@@ -69,7 +69,8 @@ class ContRecOutput(ModelOutput):
     """Output of [`ContRecForRecommendation.forward`].
 
     Args:
-        loss (`torch.FloatTensor` of shape `()`, *optional*): λ_lm·L_LM + L_diff + λ_disp·L_disp + λ_rank·L_rank.
+        loss (`torch.FloatTensor` of shape `()`, *optional*): λ_lm·L_LM + L_diff + λ_disp·L_disp + λ_rank·L_rank
+            (+ λ_pref·L_pref).
         lm_loss (`torch.FloatTensor` of shape `()`, *optional*): L_LM on the response tokens.
         diffusion_loss (`torch.FloatTensor` of shape `()`, *optional*): L_diff.
         dispersive_loss (`torch.FloatTensor` of shape `()`, *optional*): L_disp.
@@ -80,6 +81,8 @@ class ContRecOutput(ModelOutput):
         condition (`torch.FloatTensor` of shape `(batch, condition_dim)`): c = proj(h at `<pref>`).
         logits (`torch.FloatTensor` of shape `(batch, n, vocab)`, *optional*): the LM's logits at the positions
             followed by a label (with `labels`), else at the last position only (n = 1).
+        preference_loss (`torch.FloatTensor` of shape `()`, *optional*): PreferDiff's L_pref at `<pref>` and at the
+            dense targets (with `preference_loss_weight` > 0); last, so the tuple of a run without it is unchanged.
     """
 
     loss: torch.FloatTensor | None = None
@@ -90,6 +93,7 @@ class ContRecOutput(ModelOutput):
     ranking_loss: torch.FloatTensor | None = None
     condition: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
+    preference_loss: torch.FloatTensor | None = None
 
 
 class ContRecPreTrainedModel(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
@@ -456,7 +460,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         h = self._pref_states(input_ids, out.hidden_states[-1])  # [B, H]
         condition = self.condition(h.detach() if self.config.detach_condition else h)  # [B, C]
 
-        loss = lm_loss = diff = disp = history_diff = rank = None
+        loss = lm_loss = diff = disp = history_diff = rank = preference = None
         if return_loss:
             parts = []
             if keep is not None:
@@ -472,7 +476,8 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                         "the softmax ranks against); pass them, or set ranking_loss_weight=0"
                     )
                 targets = self.target_latents(target_features)  # [B, d_z]
-                diff, disp = self.diffusion_head(condition, targets).to_tuple()
+                head = self.diffusion_head(condition, targets)
+                diff, disp, preference = head.diffusion_loss, head.dispersive_loss, head.preference_loss
                 sign = -1.0 if self.config.flip_dispersive_sign else 1.0  # −1: the authors' code (an ablation)
                 parts += [diff, sign * self.config.dispersive_loss_weight * disp]
                 rank_conditions, rank_ids = [condition], [target_ids]
@@ -480,12 +485,17 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                     conditions, x0, next_ids = self._history_targets(
                         input_ids, out.hidden_states[-1], item_features, targets, item_ids, target_ids
                     )
-                    history_diff = self.diffusion_head(conditions, x0).diffusion_loss
+                    history = self.diffusion_head(conditions, x0)
+                    history_diff = history.diffusion_loss
                     parts.append(self.config.history_diffusion_weight * history_diff)
+                    if preference is not None:  # PreferDiff's term at the dense targets, weighted like their L_diff
+                        preference = preference + self.config.history_diffusion_weight * history.preference_loss
                     if ranking and next_ids is None:
                         raise InputError("ranking_loss_weight > 0 with dense targets needs item_ids in forward")
                     rank_conditions.append(conditions)
                     rank_ids.append(next_ids)
+                if preference is not None:
+                    parts.append(self.config.preference_loss_weight * preference)
                 if ranking:  # one softmax over the <pref> and the dense targets together
                     rank = self.ranking_loss(torch.cat(rank_conditions), torch.cat(rank_ids), catalog_features)
                     parts.append(self.config.ranking_loss_weight * rank)
@@ -499,6 +509,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             ranking_loss=rank,
             condition=condition,
             logits=out.logits,
+            preference_loss=preference,
         )
         use_dict = return_dict if return_dict is not None else self.config.return_dict
         return result if use_dict else result.to_tuple()
