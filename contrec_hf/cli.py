@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import CheckpointError, ContRecError, InputError
-from .models.contrec.configuration_contrec import READOUTS
+from .models.contrec.configuration_contrec import ITEM_TABLES, READOUTS
 
 __all__ = ["build_parser", "main"]
 
@@ -55,8 +55,9 @@ def _add_objective_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--item-table",
-        choices=("latent", "tokens"),
-        help="the table retrieval scores against: the frozen σ-VAE latents (default) or + a learned MLP of the tokens",
+        choices=ITEM_TABLES,
+        help="the table retrieval scores against: the frozen σ-VAE latents (default), + a learned MLP of the tokens, "
+        "or + also a learned row per item seen in training",
     )
 
 

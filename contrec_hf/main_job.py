@@ -357,8 +357,20 @@ def _collect_metrics(output: Path, data: SequentialDataset, recipe: str) -> dict
             metrics[split][name] = baseline[split]
     metrics["dataset"] = data.stats()
     metrics["recipe"] = recipe
+    metrics["item_table"] = _item_table_diagnostics(output)
     write_json(output / "metrics.json", metrics)
     return metrics
+
+
+def _item_table_diagnostics(output: Path) -> dict[str, Any]:
+    """The kind of item table the pipeline scores with and its effective rank (a table learned together with its
+    target can collapse: docs/recommender.md, "The item table")."""
+    from .models import effective_rank
+    from .pipelines import ContRecCatalog
+
+    table = ContRecCatalog.from_pretrained(output / "pipeline" / "catalog").latents  # [N, d_z]
+    kind = json.loads((output / "recommender" / "config.json").read_text()).get("item_table", "latent")
+    return {"kind": kind, "effective_rank": effective_rank(table), "dim": table.shape[1]}
 
 
 def _write_report(output: Path, data: SequentialDataset, recipe: str, config, metrics: dict[str, Any]) -> None:
@@ -368,6 +380,7 @@ def _write_report(output: Path, data: SequentialDataset, recipe: str, config, me
     sweep = json.loads((output / "scheduler_sweep.json").read_text())
     images = _plots(output, log_rows, sweep, metrics["validation"]["sasrec"]["ndcg@10"])
     timings = json.loads((output / "stages.json").read_text())
+    table = metrics["item_table"]
     lines = [
         f"# ContRec on {data.name}",
         "",
@@ -376,6 +389,7 @@ def _write_report(output: Path, data: SequentialDataset, recipe: str, config, me
         "`contrec` is the fast path, `contrec_full` the full path (greedy reasoning, then `<pref>`), "
         "`contrec_fused` the full path's z-norm(latent) + λ_text · text score, λ_text = "
         f"{metrics['test']['contrec_fused']['text_weight']:g} chosen on validation.",
+        f"Item table `{table['kind']}`: effective rank {table['effective_rank']:.1f} of {table['dim']}.",
         "",
         "## Test",
         "",

@@ -142,6 +142,10 @@ def test_main_job_runs_resumes_and_never_redoes_finished_stages(tmp_path, fixtur
     for folder in ("tokenizer", "recommender", "pipeline"):
         assert (tmp_path / folder / ("model_index.json" if folder == "pipeline" else "config.json")).is_file()
     assert (tmp_path / "report.md").is_file() and (tmp_path / "schedulers.png").is_file()
+    table = metrics["item_table"]  # the table the pipeline scores with, and whether it collapsed
+    assert table["kind"] == "latent" and 1.0 <= table["effective_rank"] <= table["dim"] == 64  # the default d_z
+    line = f"Item table `latent`: effective rank {table['effective_rank']:.1f} of 64"
+    assert line in (tmp_path / "report.md").read_text()
     out = capsys.readouterr().out
     assert "| contrec |" in out and "stage times:" in out
     stages = json.loads((tmp_path / "stages.json").read_text())
@@ -167,9 +171,11 @@ def test_main_job_with_a_pretrained_backbone_and_lora(tmp_path, fixtures_dir):
     text_tokenizer.save_pretrained(tmp_path / "lm")
     table = str(fixtures_dir / "table" / "interactions.csv")
     argv = ["run", "--dataset", "table", "--data-path", table, "--output", str(tmp_path / "run"), "--max-steps", "2"]
-    assert main([*argv, "--backbone", str(tmp_path / "lm"), "--lora", "--no-progress"]) == 0
+    argv += ["--backbone", str(tmp_path / "lm"), "--lora", "--item-table", "residual", "--no-progress"]
+    assert main(argv) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert set(metrics["test"]["contrec"]) == METRIC_KEYS
+    assert metrics["item_table"]["kind"] == "residual"  # a per-item table through a pretrained backbone too
 
 
 def test_main_job_paper_recipe_runs_and_a_run_keeps_its_recipe(tmp_path, fixtures_dir, capsys):

@@ -40,6 +40,8 @@ def check_stage2_options(backbone: str = "tiny", lora: bool = False, config_over
         if fixed:
             raise ConfigError(f"config_overrides['text_config'] cannot set {fixed}: the text tokenizer decides them")
         overrides["text_config"] = tiny_text_config(text_overrides)
+    if overrides.get("item_table") == "residual":
+        overrides.setdefault("num_catalog_items", 1)  # the dataset's catalog size, which prepare_recommender sets
     ContRecConfig(**overrides)  # a cheap config object: wrong types, ranges, unknown options
 
 
@@ -83,10 +85,22 @@ def prepare_recommender(
     """
     check_stage2_options(backbone, lora, config_overrides)
     overrides = dict(config_overrides or {})
+    residual = overrides.get("item_table") == "residual"
+    if residual:  # one learned row per catalog item, used only for the items seen in training
+        overrides.setdefault("num_catalog_items", data.num_items)
     if backbone != "tiny":
-        return ContRecForRecommendation.from_pretrained_llm(
+        model, text_tokenizer = ContRecForRecommendation.from_pretrained_llm(
             backbone, item_tokenizer, lora=lora, lora_kwargs=lora_kwargs, **overrides
         )
+    else:
+        model, text_tokenizer = _tiny_recommender(data, item_tokenizer, vocab_size, overrides)
+    if residual:
+        model.mark_trained_items(item for sequence in data.train_sequences() for item in sequence)
+    return model, text_tokenizer
+
+
+def _tiny_recommender(data: SequentialDataset, item_tokenizer: ContRecTokenizer, vocab_size: int, overrides: dict):
+    """The tiny backbone: a BPE tokenizer trained on the dataset's text and a small Llama of that vocabulary."""
     texts = [INSTRUCTION, *data.items["title"].tolist(), *data.items["category"].tolist()]
     texts.append(" The user may prefer (similar) items, like History: Answer:")
     text_tokenizer = train_text_tokenizer(texts, vocab_size=vocab_size)

@@ -371,6 +371,35 @@ def test_learned_item_table_starts_at_the_latents_trains_and_round_trips(text_to
     assert torch.equal(back.item_table(catalog), model.item_table(catalog))
 
 
+def test_residual_item_table_learns_rows_of_trained_items_only_and_round_trips(text_tokenizer, tmp_path):
+    with pytest.raises(ConfigError, match="set num_catalog_items ≥ 1"):
+        ContRecConfig(item_table="residual")
+    model = build("llama", text_tokenizer, item_table="residual", num_catalog_items=13)
+    catalog = torch.randn(13, 24, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(model.item_table(catalog), model.target_latents(catalog))  # zero residual, zero MLP output
+    model.mark_trained_items([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])  # item 12 is cold
+    model(**batch(text_tokenizer, model)).loss.backward()  # the batch ranks against all 13 items
+    grad = model.item_residual.grad
+    assert grad[:12].abs().sum(-1).gt(0).all() and not grad[12].any()  # a cold row gets no gradient
+    with torch.no_grad():
+        model.item_residual.fill_(0.5)
+    table, content = model.item_table(catalog), model.target_latents(catalog)
+    torch.testing.assert_close(table[:12], content[:12] + 0.5)
+    torch.testing.assert_close(table[12], content[12])  # the cold item scores from its content alone
+    ids = torch.tensor([12, 3])  # a subset needs its ids (the sampled softmax passes them)
+    torch.testing.assert_close(model.item_table(catalog[ids], ids), table[ids])
+    with pytest.raises(InputError, match="passed without their item_ids"):
+        model.item_table(catalog[ids])
+    with pytest.raises(InputError, match=r"item ids must lie in \[0, 13\)"):
+        model.mark_trained_items([13])
+    model.save_pretrained(tmp_path / "m")
+    back = ContRecForRecommendation.from_pretrained(tmp_path / "m")
+    assert torch.equal(back.trained_items, model.trained_items)
+    assert torch.equal(back.item_table(catalog), table)
+    with pytest.raises(ConfigError, match="mark_trained_items needs item_table='residual'"):
+        build("llama", text_tokenizer).mark_trained_items([0])
+
+
 def test_sampled_candidates_hold_every_target_once_with_the_logq_correction():
     targets = torch.tensor([4, 9, 4, 0])
     candidates, log_inclusion, labels = sampled_candidates(targets, 50, 7, torch.Generator().manual_seed(0))

@@ -165,3 +165,27 @@ def test_text_config_override_resizes_the_tiny_backbone(cyclic_dataset, tmp_path
     with pytest.raises(ConfigError, match="pretrained backbone keeps its own config"):
         prepare_recommender(cyclic_dataset, tiny_tokenizer(tiny_features(cyclic_dataset)), "smollm2",
                             config_overrides={"text_config": {"hidden_size": 48}})  # fmt: skip
+
+
+def test_residual_item_table_is_sized_and_marked_from_the_training_data(cyclic_dataset, tmp_path):
+    """prepare_recommender sizes the per-item rows to the catalog and marks the items of the training sequences; a
+    short training moves them, and the pipeline's catalog stores the table with them."""
+    from tiny import tiny_features, tiny_recommender
+
+    from contrec_hf.pipelines import ContRecDiffusionPipeline, build_pipeline
+
+    features = tiny_features(cyclic_dataset)
+    model, text_tokenizer = tiny_recommender(cyclic_dataset, features, item_table="residual")
+    assert model.config.num_catalog_items == cyclic_dataset.num_items
+    trained = {item for sequence in cyclic_dataset.train_sequences() for item in sequence}
+    assert set(model.trained_items.nonzero().flatten().tolist()) == trained
+    args = RecommenderTrainingArguments(output_dir=str(tmp_path / "run"), batch_size=4, max_steps=3, eval_steps=3,
+                                        save_steps=3, warmup_steps=1)  # fmt: skip
+    RecommenderTrainer(model, text_tokenizer, cyclic_dataset, features, args).train(progress=False)
+    assert model.item_residual.abs().sum() > 0
+    pipeline = build_pipeline(model, text_tokenizer, cyclic_dataset, features)
+    with torch.no_grad():
+        torch.testing.assert_close(pipeline.catalog.latents, model.item_table(features.float()))
+    pipeline.save_pretrained(tmp_path / "pipeline")
+    back = ContRecDiffusionPipeline.from_pretrained(tmp_path / "pipeline")
+    torch.testing.assert_close(back.catalog.latents, pipeline.catalog.latents)

@@ -17,6 +17,7 @@ PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 READOUTS = ("x0", "sample", "mean")
 
 # A small Llama that trains in minutes on a CPU: the default backbone of the main job and of the tests.
+ITEM_TABLES = ("latent", "tokens", "residual")
 TINY_LLAMA = {
     "vocab_size": 4096,
     "hidden_size": 128,
@@ -96,7 +97,11 @@ class ContRecConfig(PreTrainedConfig):
             against. `"latent"`: the frozen σ-VAE latent, the mean of the K μ's (the paper's). `"tokens"`: that latent
             plus a learned MLP of the item's K tokens (zero-initialised, so training starts from the paper's table;
             every item, cold ones too, is scored from its content alone). Trained only through the ranking loss;
-            diffusion targets stay the frozen latents. A saved pipeline's catalog stores the table it scores with.
+            diffusion targets stay the frozen latents. `"residual"`: the `"tokens"` table plus a learned per-item
+            residual row, kept at zero for items never seen in training ([`mark_trained_items`]), so cold items still
+            score from their content alone. A saved pipeline's catalog stores the table it scores with.
+        num_catalog_items (`int`, *optional*): N, the catalog size; needed by `item_table="residual"` (one row per
+            item, in catalog order; `prepare_recommender` sets it from the dataset).
         readout (`str`, defaults to `"x0"`): the read-out the model is trained for, the default of every entry point
             (the pipeline, the trainer's validation, the main job, `contrec-hf recommend`): `"x0"`, the head's
             one-step x₀ estimate (what the ranking loss trains, at guidance 1), `"sample"` (one diffusion sample, the
@@ -154,7 +159,8 @@ class ContRecConfig(PreTrainedConfig):
     ranking_negatives: int = 0
     preference_loss_weight: float = 0.0
     preference_gamma: float = 5.0
-    item_table: Literal["latent", "tokens"] = "latent"
+    item_table: Literal["latent", "tokens", "residual"] = "latent"
+    num_catalog_items: int | None = None
     readout: Literal["x0", "sample", "mean"] = "x0"
     guidance_scale: float = 1.0
     num_inference_steps: int = 50
@@ -178,10 +184,17 @@ class ContRecConfig(PreTrainedConfig):
                      "ranking_loss_weight", "preference_loss_weight", "guidance_scale"):  # fmt: skip
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
-        if self.item_table not in ("latent", "tokens"):
-            raise ConfigError(f"item_table must be 'latent' or 'tokens', got {self.item_table!r}")
-        if self.item_table == "tokens" and self.ranking_loss_weight == 0:
-            raise ConfigError("item_table='tokens' is learned through the ranking loss: set ranking_loss_weight > 0")
+        if self.item_table not in ITEM_TABLES:
+            raise ConfigError(f"item_table must be one of {ITEM_TABLES}, got {self.item_table!r}")
+        if self.item_table != "latent" and self.ranking_loss_weight == 0:
+            raise ConfigError(
+                f"item_table={self.item_table!r} is learned through the ranking loss: set ranking_loss_weight > 0"
+            )
+        if self.item_table == "residual" and (self.num_catalog_items is None or self.num_catalog_items < 1):
+            raise ConfigError(
+                "item_table='residual' learns one row per item: set num_catalog_items ≥ 1, "
+                f"got {self.num_catalog_items}"
+            )
         if self.ranking_negatives < 0:
             raise ConfigError(f"ranking_negatives must be ≥ 0 (0 = the full softmax), got {self.ranking_negatives}")
         if self.preference_gamma <= 0:

@@ -22,8 +22,9 @@ from torch import nn
 from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
-from ...errors import InputError
+from ...errors import ConfigError, InputError
 from ...saving import AtomicSaveMixin, SafeLoadMixin
+from ...utils import gather_rows
 from ..diffusion_head import ContRecDiffusionHead
 from ..tokenizer import ContRecTokenizer
 from .configuration_contrec import ContRecConfig
@@ -115,6 +116,8 @@ class ContRecPreTrainedModel(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
         # used this initialisation; a zero start inside the recommender is still to measure (docs/recommender.md).
         if isinstance(module, ContRecDiffusionHead):
             nn.init.normal_(module.null_condition, std=0.02)
+        elif module is self and getattr(self, "item_residual", None) is not None:
+            nn.init.zeros_(module.item_residual)  # every item starts at its content's row
         elif getattr(self, "table_projector", None) is not None and module is self.table_projector[-1]:
             nn.init.zeros_(module.weight)  # the learned table starts as the frozen latents
             nn.init.zeros_(module.bias)
@@ -167,8 +170,11 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         )
         self.condition_projector = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, config.condition_dim))
         self.diffusion_head = ContRecDiffusionHead(config)  # the denoiser, the null condition, the noise schedule
-        self.table_projector = None  # item_table="tokens": e_j = latent_j + MLP(tokens_j)
-        if config.item_table == "tokens":
+        self.table_projector = self.item_residual = None  # item_table="tokens": e_j = latent_j + MLP(tokens_j)
+        if config.item_table == "residual":  # + r_j, zero for items never seen in training (`trained_items`)
+            self.item_residual = nn.Parameter(torch.zeros(config.num_catalog_items, d_z))
+            self.register_buffer("trained_items", torch.zeros(config.num_catalog_items, dtype=torch.bool))
+        if config.item_table in ("tokens", "residual"):
             k = config.num_item_tokens
             self.table_projector = nn.Sequential(
                 nn.Linear(k * d_z, config.projector_hidden_size),
@@ -372,17 +378,48 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         with torch.no_grad():
             return self.item_tokenizer.latent(target_features)
 
-    def item_table(self, item_features: torch.Tensor) -> torch.Tensor:
-        """The item table e that retrieval scores against (`item_table`): `[N, input_dim]` → `[N, d_z]`.
+    def item_table(self, item_features: torch.Tensor, item_ids: torch.LongTensor | None = None) -> torch.Tensor:
+        """The item table e that retrieval scores against (`item_table`).
 
-        `"latent"`: the frozen latents (= [`target_latents`]); `"tokens"`: those plus the learned MLP of the K tokens.
+        `"latent"`: the frozen latents (= [`target_latents`]); `"tokens"`: those plus the learned MLP of the K tokens;
+        `"residual"`: that plus each item's learned row r_j, zero for items not marked by [`mark_trained_items`].
+
+        Args:
+            item_features (`torch.Tensor` of shape `[n, input_dim]`): the items' features.
+            item_ids (`torch.LongTensor` of shape `[n]`, *optional*): their catalog indices, for the per-item rows of
+                `"residual"`; `None` means the whole catalog in order (n = `num_catalog_items`).
+
+        Returns:
+            `torch.Tensor` of shape `[n, d_z]`.
         """
-        latents = self.target_latents(item_features)  # [N, d_z], frozen
+        latents = self.target_latents(item_features)  # [n, d_z], frozen
         if self.table_projector is None:
             return latents
         with torch.no_grad():
-            tokens = self.item_tokenizer.encode(item_features)  # [N, K, d_z], frozen
-        return latents + self.table_projector(tokens.flatten(1))
+            tokens = self.item_tokenizer.encode(item_features)  # [n, K, d_z], frozen
+        table = latents + self.table_projector(tokens.flatten(1))
+        if self.item_residual is None:
+            return table
+        if item_ids is None:
+            if item_features.shape[0] != self.config.num_catalog_items:
+                raise InputError(
+                    f"item_table='residual' has one row per catalog item ({self.config.num_catalog_items}); "
+                    f"{item_features.shape[0]} items were passed without their item_ids"
+                )
+            item_ids = torch.arange(item_features.shape[0], device=item_features.device)
+        seen = self.trained_items[item_ids].unsqueeze(-1).to(table.dtype)  # [n, 1]
+        return table + gather_rows(self.item_residual, item_ids.to(table.device)) * seen
+
+    def mark_trained_items(self, item_ids) -> None:
+        """Mark the catalog indices seen in training: only their residual rows of `item_table="residual"` are used
+        (the others stay zero, so a cold item scores from its content). `prepare_recommender` calls it."""
+        if self.item_residual is None:
+            raise ConfigError(f"mark_trained_items needs item_table='residual', not {self.config.item_table!r}")
+        ids = torch.as_tensor(sorted(set(item_ids)), dtype=torch.long)
+        if ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < self.config.num_catalog_items:
+            raise InputError(f"item ids must lie in [0, {self.config.num_catalog_items}), got {ids.min()}…{ids.max()}")
+        self.trained_items.zero_()
+        self.trained_items[ids.to(self.trained_items.device)] = True
 
     def ranking_loss(
         self, condition: torch.Tensor, target_ids: torch.Tensor, catalog_features: torch.Tensor
@@ -406,8 +443,9 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             candidates, log_inclusion, labels = sampled_candidates(target_ids, num_items, negatives)
             features = catalog_features[candidates]  # [C, input_dim]
         else:  # the full softmax
-            features, log_inclusion, labels = catalog_features, 0.0, target_ids
-        return self.diffusion_head.ranking_loss(condition, self.item_table(features), labels, log_inclusion)
+            candidates, features, log_inclusion, labels = None, catalog_features, 0.0, target_ids
+        table = self.item_table(features, candidates)
+        return self.diffusion_head.ranking_loss(condition, table, labels, log_inclusion)
 
     def forward(
         self,
