@@ -58,6 +58,9 @@ class Rung:
         history (`int`): items in the window (SASRec's 50, ContRec's `max_history` 20).
         layout (`str`): ``"item"`` (one vector per item) or ``"tokens"`` (``<item> z_1 … z_K </item>``: the K tokens
             through ContRec's projector between learned markers, the next item read at ``</item>``).
+        preference (`float`): PreferDiff's λ_pref (`ContRecConfig.preference_loss_weight`) on a diffusion rung.
+        residual (`bool`): a learned row per item added to the frozen-latent output table, zero for items never in
+            a training sequence (`item_table="residual"`'s per-item part).
     """
 
     change: str
@@ -69,6 +72,11 @@ class Rung:
     backbone: str = "sasrec"
     history: int = 50
     layout: str = "item"
+    preference: float = 0.0
+    residual: bool = False
+
+
+LATER_FIELDS = ("preference", "residual")  # added after the first results: in a result's key only when set
 
 
 def ladder() -> list[Rung]:
@@ -90,8 +98,12 @@ def ladder() -> list[Rung]:
 
 def levers(rungs: list[Rung]) -> list[Rung]:
     """Side rungs: one change from a ladder rung, not on the way to ContRec."""
-    diffusion = next(r for r in rungs if r.head == "diffusion")
-    return [replace(diffusion, change="lever on the objective rung: zero-initialised denoiser", denoiser_init="zero")]
+    diffusion, last = next(r for r in rungs if r.head == "diffusion"), rungs[-1]
+    return [
+        replace(diffusion, change="lever on the objective rung: zero-initialised denoiser", denoiser_init="zero"),
+        replace(last, change="lever on the last rung: + PreferDiff's term (λ 0.5, γ 5)", preference=0.5),
+        replace(last, change="lever on the last rung: + a learned row per trained item", residual=True),
+    ]
 
 
 def mlp(d_in: int, d_out: int, hidden: int = 256) -> nn.Sequential:
@@ -104,13 +116,22 @@ class LadderModel(nn.Module):
     `SASRecTrainer` trains and evaluates it unchanged. Inputs are item indices shifted by one (0: padding)."""
 
     def __init__(
-        self, rung: Rung, config: SASRecConfig, tokens: torch.Tensor, latents: torch.Tensor, head_config: ContRecConfig
+        self,
+        rung: Rung,
+        config: SASRecConfig,
+        tokens: torch.Tensor,
+        latents: torch.Tensor,
+        head_config: ContRecConfig,
+        trained: torch.Tensor,
     ) -> None:
         super().__init__()
         self.rung, self.config = rung, config
         self.num_tokens = tokens.shape[1]
         self.register_buffer("tokens", F.pad(tokens, (0, 0, 0, 0, 1, 0)))  # [N + 1, K, d_z]; row 0 pads
         self.register_buffer("latents", latents)  # [N, d_z]
+        if rung.residual:  # one learned row per item, kept at zero for items no training sequence holds
+            self.item_residual = nn.Parameter(torch.zeros_like(latents))
+            self.register_buffer("trained", trained.float().unsqueeze(-1))  # [N, 1]
         d_z = latents.shape[1]
         if rung.backbone == "sasrec":
             self.sasrec, width = SASRec(config), config.hidden_size
@@ -157,13 +178,19 @@ class LadderModel(nn.Module):
             states = states.view(*ids.shape, self.num_tokens + 2, -1)[:, :, -1]
         return states
 
+    def output_table(self) -> torch.Tensor:
+        """``[N, d_z]``: the frozen latents, plus the learned rows of the trained items with ``residual``."""
+        if self.rung.residual:
+            return self.latents + self.item_residual * self.trained
+        return self.latents
+
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         """``[P, width]`` states → ``[P, num_items]`` scores."""
         if self.rung.output == "tied":
             query = states
             table = self.item_vectors(torch.arange(1, self.config.num_items + 1, device=states.device))
         else:
-            table = self.latents
+            table = self.output_table()
             query = (
                 self.readout(states) if self.rung.head == "linear" else self.head.x0_estimate(self.condition(states))
             )
@@ -178,10 +205,12 @@ class LadderModel(nn.Module):
         if self.rung.head == "linear":
             return {"loss": F.cross_entropy(self.logits(states), targets)}
         condition = self.condition(states)
-        loss = self.head.ranking_loss(condition, self.latents, targets, 0.0)
+        loss = self.head.ranking_loss(condition, self.output_table(), targets, 0.0)
         if self.rung.head == "diffusion":  # the recommender's weights: λ_diff 1, λ_disp 0.5 (ContRecConfig)
             out = self.head(condition, self.latents[targets])
             loss = loss + out.diffusion_loss + self.head.config.dispersive_loss_weight * out.dispersive_loss
+            if self.rung.preference > 0:
+                loss = loss + self.rung.preference * out.preference_loss
         return {"loss": loss}
 
     @torch.no_grad()
@@ -208,8 +237,12 @@ def train_rung(rung: Rung, run: Path, seed: int, args) -> dict:
     )
     trainer = SASRecTrainer(data, config, training)  # seeds everything; its SASRec is rung 0's model
     if rung != ladder()[0]:
-        head_config = ContRecConfig(item_tokenizer_config=tokenizer.config.to_dict())  # ContRec's defaults
-        trainer.model = LadderModel(rung, config, tokens, latents, head_config).to(trainer.device)
+        head_config = ContRecConfig(  # ContRec's defaults
+            item_tokenizer_config=tokenizer.config.to_dict(), preference_loss_weight=rung.preference
+        )
+        trained = torch.zeros(data.num_items, dtype=torch.bool)
+        trained[[item for sequence in data.train_sequences() for item in sequence]] = True
+        trainer.model = LadderModel(rung, config, tokens, latents, head_config, trained).to(trainer.device)
     started = time.perf_counter()
     trainer.train(progress=args.progress)
     seconds = time.perf_counter() - started
@@ -281,8 +314,11 @@ def plot(rows: list[tuple[str, str, dict]], seeds: list[int], path: Path) -> Non
 
 
 def key(rung: Rung, seed: int) -> str:
-    """A result's key in the results file: the rung's every field and the seed."""
-    return f"{json.dumps(asdict(rung), sort_keys=True)} seed={seed}"
+    """A result's key in the results file: the rung's fields (`LATER_FIELDS` only when set) and the seed."""
+    fields = {
+        k: v for k, v in asdict(rung).items() if k not in LATER_FIELDS or v != Rung.__dataclass_fields__[k].default
+    }
+    return f"{json.dumps(fields, sort_keys=True)} seed={seed}"
 
 
 def main() -> None:
