@@ -1,4 +1,4 @@
-"""Text + latent fusion (METHOD.md §5) against the latent score alone and the text score alone.
+"""Text + latent fusion (docs/method.md §5) against the latent score alone and the text score alone.
 
 Reproduce (after `make demo`):
     python benchmarks/text_fusion.py --run runs/demo --write-docs

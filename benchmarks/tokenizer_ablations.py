@@ -1,4 +1,4 @@
-"""σ-VAE ablations on ML-100K: each anti-collapse technique switched off in turn (METHOD.md §2).
+"""σ-VAE ablations on ML-100K: each anti-collapse technique switched off in turn (docs/method.md §2).
 
 Reproduce (CPU; add --device cuda on a GPU machine, the script is otherwise unchanged):
     .venv/bin/python benchmarks/tokenizer_ablations.py --features collaborative --seeds 0 1 2 --write-docs

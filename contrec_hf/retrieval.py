@@ -1,4 +1,4 @@
-"""Retrieval: score every catalog item against generated preference latents (METHOD.md §5).
+"""Retrieval: score every catalog item against generated preference latents (docs/method.md §5).
 
 Latent score: cosine (default), negative L2 or inner product between x̂ and every item latent e_i. Text score:
 the generated category and title matched against each item's text. Fused: z-norm(latent) + λ_text · text.
@@ -103,7 +103,7 @@ def text_scores(texts: Sequence[str], titles: Sequence[str], categories: Sequenc
 
 
 def fuse_scores(latent: torch.Tensor, text: torch.Tensor | None, text_weight: float) -> torch.Tensor:
-    """s_i = z-norm(latent)_i + λ_text · text_i (METHOD.md §5); the latent scores are standardised per row."""
+    """s_i = z-norm(latent)_i + λ_text · text_i (docs/method.md §5); the latent scores are standardised per row."""
     z = (latent - latent.mean(dim=1, keepdim=True)) / latent.std(dim=1, keepdim=True).clamp_min(1e-8)
     if text is None or text_weight == 0:
         return z

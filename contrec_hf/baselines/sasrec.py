@@ -1,10 +1,10 @@
 """SASRec (Kang & McAuley, ICDM 2018) trained with full softmax cross-entropy over all items.
 
-The strong variant of the baseline (METHOD.md, "Published reference points"): one training sequence per
+The strong variant of the baseline (docs/baselines.md, "SASRec with full cross-entropy"): one training sequence per
 user, the next-item cross-entropy over the *whole* catalog at every position, early stopping on
 validation NDCG@10 with the best weights restored. Sequences are right-padded so causal attention never
-sees a padding key before a real one (no key-padding mask, hence no all-masked rows and no NaN; see
-ENVIRONMENT.md on torch's TransformerEncoder fast path).
+sees a padding key before a real one (no key-padding mask, hence no all-masked rows and no NaN, which torch's
+TransformerEncoder fast path gives for fully padded rows; the blocks here use causal SDPA instead).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Prompts and the stage-2 collator for ContRec (METHOD.md §3).
+"""Prompts and the stage-2 collator for ContRec (docs/method.md §3).
 
 A prompt is a short instruction followed by the last L history items, each as its title (≤ 50 characters)
 and ``<item>`` + K placeholders + ``</item>``; the continuous tokens are spliced into the placeholders'

@@ -1,4 +1,4 @@
-"""Filtering presets and the chronological leave-one-out split (METHOD.md §6).
+"""Filtering presets and the chronological leave-one-out split (docs/evaluation.md).
 
 Every user's interactions are sorted by time; the last item is the test target, the one before it the
 validation target, the rest is the training history. Ties in time keep the order of the source file

@@ -1,4 +1,4 @@
-"""Leave-one-out full-ranking evaluation of any scorer (METHOD.md §6).
+"""Leave-one-out full-ranking evaluation of any scorer (docs/evaluation.md).
 
 A *scorer* is any callable ``scorer(histories) -> scores`` (or ``scorer(histories, users)``) that maps a
 batch of item-index histories (a list of lists) to a ``[batch, num_items]`` tensor of scores over the whole

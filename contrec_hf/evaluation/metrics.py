@@ -1,4 +1,4 @@
-"""Full-ranking metrics for next-item recommendation with one target per user (METHOD.md §6).
+"""Full-ranking metrics for next-item recommendation with one target per user (docs/evaluation.md).
 
 Everything here works on **0-based ranks**: the rank of a user's target is the number of catalog items
 ranked above it (0 = the target is first). Metrics are averaged over users. No candidate sampling.
@@ -68,7 +68,7 @@ def target_ranks(scores: torch.Tensor, targets: torch.Tensor, ties: str = "pessi
     """0-based rank of each target in its row of ``scores``.
 
     rank_u = #{i : s_ui > s_u,target} under the ``"optimistic"`` rule (ties resolved in the target's favour,
-    METHOD.md's strict counting), and rank_u = #{i ≠ target : s_ui ≥ s_u,target} under the
+    the paper's strict counting, docs/evaluation.md), and rank_u = #{i ≠ target : s_ui ≥ s_u,target} under the
     ``"pessimistic"`` rule (the default: a model that gives many items the same score gains nothing).
     A target scored ``-inf`` (masked, e.g. because it occurs in the history) is ranked last.
 

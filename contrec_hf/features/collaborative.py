@@ -1,4 +1,4 @@
-"""Collaborative item (and user) embeddings trained on the training interactions only (METHOD.md §1).
+"""Collaborative item (and user) embeddings trained on the training interactions only (docs/method.md §1).
 
 Two models, both trained with the Bayesian Personalised Ranking loss (Rendle et al., "BPR: Bayesian
 Personalized Ranking from Implicit Feedback", UAI 2009):

@@ -1,6 +1,6 @@
 """Item feature matrices: build them (collaborative, text or hybrid), save, reload and check them.
 
-The features x_i are what the σ-VAE tokenizer encodes (METHOD.md §1–2). Collaborative features come from
+The features x_i are what the σ-VAE tokenizer encodes (docs/method.md §1–2). Collaborative features come from
 LightGCN (He et al., SIGIR 2020) or MF trained with BPR (Rendle et al., UAI 2009) on the training
 interactions only; text features from a sentence encoder; hybrid features concatenate both.
 Files: ``features.safetensors`` (tensors; never pickle) and ``features.json`` (ids, kind, metadata).

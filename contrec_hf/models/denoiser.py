@@ -1,4 +1,4 @@
-"""The conditional denoiser of ContRec's Dispersive Diffusion head, and the Dispersive Loss (METHOD.md §4).
+"""The conditional denoiser of ContRec's Dispersive Diffusion head, and the Dispersive Loss (docs/method.md §4).
 
 The denoiser is a small MLP with adaptive LayerNorm, the shape of MAR's diffusion head (Li et al., 2024,
 "Autoregressive Image Generation without Vector Quantization"): an input projection, residual blocks whose

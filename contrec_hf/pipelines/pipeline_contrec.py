@@ -1,4 +1,4 @@
-"""ContRecDiffusionPipeline: generate a user's preference latent and retrieve the top-K items (METHOD.md §4–5).
+"""ContRecDiffusionPipeline: generate a user's preference latent and retrieve the top-K items (docs/method.md §4–5).
 
 Shaped like diffusers' Kandinsky 2.2 prior pipeline: a transformers model produces the condition, a denoiser and
 a swappable scheduler generate an embedding, and retrieval ranks the catalog against it.
@@ -26,7 +26,7 @@ from .catalog import ContRecCatalog
 
 __all__ = ["READOUTS", "ContRecDiffusionPipeline", "ContRecPipelineOutput"]
 
-# Schedulers known not to serve a prediction type (HF_NOTES.md, checked on diffusers 0.42).
+# Schedulers known not to serve a prediction type (docs/schedulers.md; checked on diffusers 0.42).
 _UNSUPPORTED = {
     "EulerAncestralDiscreteScheduler": {"sample"},
     "KDPM2DiscreteScheduler": {"sample"},

@@ -1,4 +1,4 @@
-"""Stage 2: train ContRecForRecommendation on sliding-window samples, with accelerate (METHOD.md §3–4, §6).
+"""Stage 2: train ContRecForRecommendation on sliding-window samples, with accelerate (docs/method.md §3–4).
 
 One global batch order per epoch, derived from the seed; with several processes each takes its share of
 every global batch (gradients are averaged by accelerate), so one and two processes walk the same data.

@@ -1,4 +1,4 @@
-"""Stage 2 end to end: from a stage-1 tokenizer folder to a trained recommender (METHOD.md §3–4)."""
+"""Stage 2 end to end: from a stage-1 tokenizer folder to a trained recommender (docs/method.md §3–4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage 1: train the σ-VAE item tokenizer on item features (METHOD.md §2).
+"""Stage 1: train the σ-VAE item tokenizer on item features (docs/method.md §2).
 
 Items are split 80/10/10 into train / validation / held-out at random (seeded). The tokenizer trains on the
 training items, the checkpoint with the lowest validation reconstruction MSE is kept, and the collapse

