@@ -617,7 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ContRecError, ValueError, OSError) as err:
+    except ContRecError as err:  # the library's own errors name the problem: one line, exit 2
+        # Anything else (a plain ValueError, RuntimeError, OSError) is a bug or unforeseen: it keeps its traceback.
         message = " ".join(str(err).split())  # one line, whatever the exception's own layout
         print(f"contrec-hf: error: {type(err).__name__}: {message}", file=sys.stderr)
         return 2

@@ -236,3 +236,30 @@ def test_train_in_bf16_on_the_cpu_through_accelerate(tmp_path, fixtures_dir):
     assert "trained on cpu × 1 process(es), mixed precision bf16" in proc.stdout
     log = json.loads((tmp_path / "run" / "training_log.json").read_text())
     assert log and all(torch.isfinite(torch.tensor(r["loss"])) for r in log)
+
+
+@pytest.mark.parametrize("error", [RuntimeError("an injected bug"), ValueError("a plain ValueError")])
+def test_a_bug_in_a_command_keeps_its_traceback(error, monkeypatch, fixtures_dir):
+    """Only the library's own errors become one line and exit 2; anything else is a bug and propagates."""
+    import contrec_hf.cli as cli
+
+    def broken(args):
+        raise error
+
+    monkeypatch.setattr(cli, "_load_data", broken)
+    table = str(fixtures_dir / "table" / "interactions.csv")
+    with pytest.raises(type(error), match=str(error)):
+        main(["data", "stats", "--dataset", "table", "--data-path", table])
+
+
+def test_a_library_error_is_one_line_and_exit_2(monkeypatch, fixtures_dir, capsys):
+    import contrec_hf.cli as cli
+    from contrec_hf.errors import InputError
+
+    def refused(args):
+        raise InputError("the problem,\nnamed")
+
+    monkeypatch.setattr(cli, "_load_data", refused)
+    table = str(fixtures_dir / "table" / "interactions.csv")
+    assert main(["data", "stats", "--dataset", "table", "--data-path", table]) == 2
+    assert capsys.readouterr().err == "contrec-hf: error: InputError: the problem, named\n"
