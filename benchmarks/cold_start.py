@@ -26,11 +26,12 @@ from _report import command_line, parse_device, provenance, write_section
 
 from contrec_hf.baselines import PopularityRecommender, SASRec, SASRecConfig, SASRecTrainer, SASRecTrainingArguments
 from contrec_hf.data import SequentialDataset, cold_start_split
-from contrec_hf.evaluation import evaluate_scorer, mask_history
+from contrec_hf.evaluation import evaluate_scorer
 from contrec_hf.features import build_item_features
 from contrec_hf.main_job import contrec_scorer
 from contrec_hf.models import ContRecForRecommendation
 from contrec_hf.pipelines import build_pipeline
+from contrec_hf.retrieval import mask_history
 from contrec_hf.training import RecommenderTrainingArguments, load_stage1, run_recommender_stage, run_tokenizer_stage
 from contrec_hf.utils import write_json
 

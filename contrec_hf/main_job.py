@@ -20,10 +20,10 @@ import torch
 from .baselines import run_baseline
 from .data import SequentialDataset, load_sequential_dataset
 from .errors import ConfigError, ContRecError
-from .evaluation import compute_metrics, evaluate_scorer, format_metrics_table, mask_history, target_ranks
+from .evaluation import compute_metrics, evaluate_scorer, format_metrics_table, target_ranks
 from .features import CollaborativeConfig
 from .features.store import KINDS as FEATURE_KINDS
-from .retrieval import latent_scores
+from .retrieval import latent_scores, mask_history
 from .saving import atomic_directory
 from .utils import write_json
 

@@ -2,7 +2,8 @@
 
 Latent score: cosine (default), negative L2 or inner product between x̂ and every item latent e_i. Text score:
 the generated category and title matched against each item's text. Fused: z-norm(latent) + λ_text · text.
-Every history item is masked, then an exact batched top-K is taken with torch.
+Every history item is masked (`mask_history`, which the evaluator uses too), then an exact batched top-K is
+taken with torch.
 """
 
 from __future__ import annotations
@@ -14,11 +15,36 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
-from .evaluation.evaluator import mask_history
 
-__all__ = ["METRICS", "fuse_scores", "latent_scores", "parse_response", "text_scores", "top_k"]
+__all__ = ["METRICS", "fuse_scores", "latent_scores", "mask_history", "parse_response", "text_scores", "top_k"]
 
 METRICS = ("cosine", "l2", "dot")
+
+
+def mask_history(scores: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Set the score of every item in each row's history to ``-inf`` (in place; returns ``scores``).
+
+    Args:
+        scores (`torch.Tensor` of shape `[batch, num_items]`): the scorer's scores of every item.
+        histories (`list[list[int]]`): ``batch`` lists of item indices.
+
+    Returns:
+        `torch.Tensor` of shape `[batch, num_items]`: ``scores`` itself, its history items at ``-inf``.
+
+    Example:
+        ```python
+        >>> import torch
+        >>> from contrec_hf.retrieval import mask_history
+        >>> mask_history(torch.zeros(2, 3), [[1], []]).tolist()
+        [[0.0, -inf, 0.0], [0.0, 0.0, 0.0]]
+        ```
+    """
+    rows = [torch.full((len(h),), i, dtype=torch.long) for i, h in enumerate(histories)]
+    if rows:
+        row_index = torch.cat(rows).to(scores.device)
+        col_index = torch.tensor([i for h in histories for i in h], dtype=torch.long, device=scores.device)
+        scores[row_index, col_index] = float("-inf")
+    return scores
 
 
 def latent_scores(latents: torch.Tensor, item_latents: torch.Tensor, metric: str = "cosine") -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..errors import EvaluationError
+from ..retrieval import mask_history  # masking belongs to retrieval; re-exported here for existing imports
 from .metrics import compute_metrics, target_ranks
 
 __all__ = ["EvaluationResult", "Scorer", "evaluate_scorer", "mask_history"]
@@ -34,21 +35,6 @@ class EvaluationResult:
 
     metrics: dict[str, float]
     ranks: torch.Tensor
-
-
-def mask_history(scores: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
-    """Set the score of every item in each row's history to ``-inf`` (in place; returns ``scores``).
-
-    Args:
-        scores (`torch.Tensor` of shape `[batch, num_items]`): the scorer's scores of every item.
-        histories (`list[list[int]]`): ``batch`` lists of item indices.
-    """
-    rows = [torch.full((len(h),), i, dtype=torch.long) for i, h in enumerate(histories)]
-    if rows:
-        row_index = torch.cat(rows).to(scores.device)
-        col_index = torch.tensor([i for h in histories for i in h], dtype=torch.long, device=scores.device)
-        scores[row_index, col_index] = float("-inf")
-    return scores
 
 
 def evaluate_scorer(

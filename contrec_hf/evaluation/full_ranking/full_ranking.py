@@ -10,8 +10,8 @@ import datasets
 import evaluate
 import torch
 
-from contrec_hf.evaluation.evaluator import mask_history
 from contrec_hf.evaluation.metrics import compute_metrics, target_ranks
+from contrec_hf.retrieval import mask_history
 
 _DESCRIPTION = """HR@K, NDCG@K and MRR of one target item per user over full-catalog scores (leave-one-out).
 History items given in `histories` are masked before ranking; ties are pessimistic by default."""
