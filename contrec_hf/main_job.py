@@ -20,10 +20,10 @@ import torch
 from .baselines import run_baseline
 from .data import SequentialDataset, load_sequential_dataset
 from .errors import ConfigError, ContRecError
-from .evaluation import compute_metrics, evaluate_scorer, format_metrics_table, target_ranks
+from .evaluation import evaluate_scorer, format_metrics_table
 from .features import CollaborativeConfig
 from .features.store import KINDS as FEATURE_KINDS
-from .retrieval import latent_scores, mask_history
+from .retrieval import latent_scores
 from .saving import atomic_directory
 from .utils import write_json
 
@@ -137,7 +137,7 @@ def _steps_sweep(pipe, data: SequentialDataset, users: int = 200) -> list[dict[s
     from diffusers import DDIMScheduler, DDPMScheduler
 
     histories, targets = data.split("validation")
-    histories, targets = histories[:users], torch.tensor(targets[:users])
+    histories, targets = histories[:users], targets[:users]
     condition = torch.cat([pipe.encode_histories(histories[i : i + 64]) for i in range(0, len(histories), 64)])
     original, rows = pipe.scheduler.config, []
     total = original.num_train_timesteps
@@ -148,15 +148,12 @@ def _steps_sweep(pipe, data: SequentialDataset, users: int = 200) -> list[dict[s
         started = time.perf_counter()
         latents = pipe.denoise(condition, steps, 3.0, torch.Generator().manual_seed(0))
         ms = 1000 * (time.perf_counter() - started) / len(histories)
-        ranks = target_ranks(mask_history(latent_scores(latents, pipe.catalog.latents), histories), targets)
-        rows.append(
-            {
-                "scheduler": scheduler_class.__name__,
-                "steps": steps,
-                "ndcg@10": compute_metrics(ranks)["ndcg@10"],
-                "ms_per_user": ms,
-            }
-        )
+        result = evaluate_scorer(
+            lambda batch, rows, x=latents: latent_scores(x[rows], pipe.catalog.latents), histories, targets,
+            data.num_items, users=range(len(histories)), progress=False,
+        )  # fmt: skip
+        rows.append({"scheduler": scheduler_class.__name__, "steps": steps, "ndcg@10": result.metrics["ndcg@10"],
+                     "ms_per_user": ms})  # fmt: skip
     pipe.scheduler = DDPMScheduler.from_config(original)
     return rows
 
