@@ -282,22 +282,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_pipeline_build(args: argparse.Namespace) -> int:
-    from transformers import AutoTokenizer
-
-    from .models import ContRecForRecommendation
-    from .pipelines import build_pipeline
-    from .training import load_stage1
+    from .training import load_pipeline
 
     output = Path(args.output)
     _refuse_to_replace(output / "model_index.json", "a pipeline", args)
-    recommender_dir = Path(args.recommender)
-    if not (recommender_dir / "config.json").is_file() or not (recommender_dir / "text_tokenizer").is_dir():
-        raise ContRecError(f"{recommender_dir} is not a trained recommender (config.json and text_tokenizer/)")
     data = _load_data(args)
-    _, features = load_stage1(args.tokenizer, data)
-    recommender = ContRecForRecommendation.from_pretrained(recommender_dir)
-    text_tokenizer = AutoTokenizer.from_pretrained(recommender_dir / "text_tokenizer")
-    build_pipeline(recommender, text_tokenizer, data, features.features).save_pretrained(output)
+    load_pipeline(args.recommender, args.tokenizer, data).save_pretrained(output)
     print(f"pipeline for {data.name} ({data.num_items:,} items) saved to {output}")
     return 0
 

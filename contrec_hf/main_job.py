@@ -321,16 +321,9 @@ def _train_recommender(output: Path, data, args, backbone: str, lora: bool, over
 
 def _save_pipeline(output: Path, data: SequentialDataset) -> None:
     """The pipeline of the trained recommender and the dataset's catalog, saved to ``output/pipeline``."""
-    from transformers import AutoTokenizer
+    from .training import load_pipeline
 
-    from .models import ContRecForRecommendation
-    from .pipelines import build_pipeline
-    from .training import load_stage1
-
-    _, item_features = load_stage1(output / "tokenizer", data)
-    recommender = ContRecForRecommendation.from_pretrained(output / "recommender")
-    text_tokenizer = AutoTokenizer.from_pretrained(output / "recommender" / "text_tokenizer")
-    build_pipeline(recommender, text_tokenizer, data, item_features.features).save_pretrained(output / "pipeline")
+    load_pipeline(output / "recommender", output / "tokenizer", data).save_pretrained(output / "pipeline")
 
 
 def _evaluate(pipe, data: SequentialDataset, output: Path) -> None:

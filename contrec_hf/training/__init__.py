@@ -2,7 +2,7 @@
 
 from .devices import MIXED_PRECISIONS, check_mixed_precision, resolve_device
 from .recommender import RecommenderTrainer, RecommenderTrainingArguments, unused_parameters
-from .stage2 import load_stage1, prepare_recommender, run_recommender_stage
+from .stage2 import load_pipeline, load_stage1, prepare_recommender, run_recommender_stage
 from .tokenizer import (
     TokenizerTrainingArguments,
     TokenizerTrainingResult,
@@ -18,6 +18,7 @@ __all__ = [
     "TokenizerTrainingArguments",
     "TokenizerTrainingResult",
     "check_mixed_precision",
+    "load_pipeline",
     "load_stage1",
     "prepare_recommender",
     "resolve_device",

@@ -9,14 +9,14 @@ import torch
 
 from ..data.prompts import INSTRUCTION, train_text_tokenizer
 from ..data.split import SequentialDataset
-from ..errors import ConfigError, DatasetNotFoundError
+from ..errors import CheckpointError, ConfigError, DatasetNotFoundError
 from ..features import ItemFeatures
 from ..models.contrec import ContRecConfig, ContRecForRecommendation
 from ..models.tokenizer import ContRecTokenizer
 from ..saving import local_folder
 from .recommender import RecommenderTrainer, RecommenderTrainingArguments
 
-__all__ = ["check_stage2_options", "load_stage1", "prepare_recommender", "run_recommender_stage"]
+__all__ = ["check_stage2_options", "load_pipeline", "load_stage1", "prepare_recommender", "run_recommender_stage"]
 
 
 def check_stage2_options(backbone: str = "tiny", lora: bool = False, config_overrides: dict | None = None) -> None:
@@ -61,6 +61,31 @@ def load_stage1(tokenizer_dir: str | Path, data: SequentialDataset) -> tuple[Con
     features = ItemFeatures.load(features_dir)
     features.check_compatible(data)
     return ContRecTokenizer.from_pretrained(tokenizer_dir), features
+
+
+def load_pipeline(recommender_dir: str | Path, tokenizer_dir: str | Path, data: SequentialDataset):
+    """The pipeline of a trained recommender folder and its stage-1 folder over ``data``'s catalog (the one assembly
+    of `contrec-hf pipeline build` and the main job).
+
+    Args:
+        recommender_dir (`str` or `Path`): a trained recommender (`config.json`, `text_tokenizer/`).
+        tokenizer_dir (`str` or `Path`): the stage-1 folder it was trained on (the tokenizer and its features).
+        data ([`SequentialDataset`]): the dataset whose catalog the pipeline retrieves from.
+
+    Returns:
+        [`ContRecDiffusionPipeline`], not yet saved.
+    """
+    from transformers import AutoTokenizer
+
+    from ..pipelines import build_pipeline
+
+    recommender_dir = Path(recommender_dir)
+    if not (recommender_dir / "config.json").is_file() or not (recommender_dir / "text_tokenizer").is_dir():
+        raise CheckpointError(f"{recommender_dir} is not a trained recommender (config.json and text_tokenizer/)")
+    _, features = load_stage1(tokenizer_dir, data)
+    recommender = ContRecForRecommendation.from_pretrained(recommender_dir)
+    text_tokenizer = AutoTokenizer.from_pretrained(recommender_dir / "text_tokenizer")
+    return build_pipeline(recommender, text_tokenizer, data, features.features)
 
 
 def prepare_recommender(
