@@ -48,8 +48,9 @@ class Rung:
         table (`str`): the input item table: ``"id"`` (free embeddings) or ``"tokens"`` (an MLP of the item's K
             frozen σ-VAE tokens, no per-item parameters).
         score (`str`): ``"dot"`` (SASRec's logits) or ``"cosine"`` (cos/τ, τ = 0.07: ContRec's ranking loss).
-        output (`str`): what the next item is scored against: ``"tied"`` (the input table) or ``"latent"`` (the
-            frozen σ-VAE latents, ContRec's default `item_table="latent"`, through a head of its own).
+        output (`str`): what the next item is scored against: ``"tied"`` (the input table), ``"latent"`` (the
+            frozen σ-VAE latents, ContRec's default `item_table="latent"`, through a head of its own) or ``"tokens"``
+            (those plus a zero-initialised MLP of the item's tokens, ContRec's `item_table="tokens"`).
         head (`str`): ``"linear"``; ``"denoiser"`` (ContRec's diffusion head, trained only by the ranking loss on its
             x̂₀ estimate) or ``"diffusion"`` (the same + L_diff + λ_disp·L_disp with CFG dropout, ContRec's objective).
         denoiser_init (`str`): ``"recommender"`` (N(0, 0.02), what the denoiser gets inside the recommender) or
@@ -103,6 +104,7 @@ def levers(rungs: list[Rung]) -> list[Rung]:
         replace(diffusion, change="lever on the objective rung: zero-initialised denoiser", denoiser_init="zero"),
         replace(last, change="lever on the last rung: + PreferDiff's term (λ 0.5, γ 5)", preference=0.5),
         replace(last, change="lever on the last rung: + a learned row per trained item", residual=True),
+        replace(last, change="lever on the last rung: output table + a learned MLP of the tokens", output="tokens"),
     ]
 
 
@@ -129,6 +131,9 @@ class LadderModel(nn.Module):
         self.num_tokens = tokens.shape[1]
         self.register_buffer("tokens", F.pad(tokens, (0, 0, 0, 0, 1, 0)))  # [N + 1, K, d_z]; row 0 pads
         self.register_buffer("latents", latents)  # [N, d_z]
+        if rung.output == "tokens":  # ContRec's item_table="tokens": the latents + an MLP that starts at zero
+            self.output_mlp = mlp(self.num_tokens * latents.shape[1], latents.shape[1])
+            nn.init.zeros_(self.output_mlp[-1].weight), nn.init.zeros_(self.output_mlp[-1].bias)
         if rung.residual:  # one learned row per item, kept at zero for items no training sequence holds
             self.item_residual = nn.Parameter(torch.zeros_like(latents))
             self.register_buffer("trained", trained.float().unsqueeze(-1))  # [N, 1]
@@ -179,10 +184,13 @@ class LadderModel(nn.Module):
         return states
 
     def output_table(self) -> torch.Tensor:
-        """``[N, d_z]``: the frozen latents, plus the learned rows of the trained items with ``residual``."""
+        """``[N, d_z]``: the frozen latents (+ the learned MLP of the tokens, + the trained items' learned rows)."""
+        table = self.latents
+        if self.rung.output == "tokens":
+            table = table + self.output_mlp(self.tokens[1:].flatten(-2))
         if self.rung.residual:
-            return self.latents + self.item_residual * self.trained
-        return self.latents
+            table = table + self.item_residual * self.trained
+        return table
 
     def logits(self, states: torch.Tensor) -> torch.Tensor:
         """``[P, width]`` states → ``[P, num_items]`` scores."""
@@ -327,7 +335,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--patience", type=int, default=20, help="SASRecTrainer's patience (its default)")
     parser.add_argument("--max-epochs", type=int, default=200, help="SASRecTrainer's bound (its default)")
-    parser.add_argument("--rungs", type=int, nargs="*", help="only these rung numbers (default: all, then levers)")
+    parser.add_argument("--rungs", type=int, nargs="*", help="only these rung numbers, in this order (default: all)")
     parser.add_argument("--results", default="runs/ladder/results.json", help="kept per rung and seed; resumed")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--progress", action="store_true", help="SASRecTrainer's progress bar per rung")
@@ -337,9 +345,8 @@ def main() -> None:
     runs, results_path = Path(args.runs), Path(args.results)
     results = json.loads(results_path.read_text()) if results_path.is_file() else {}
     rungs = ladder() + levers(ladder())
-    for number, rung in enumerate(rungs):
-        if args.rungs is not None and number not in args.rungs:
-            continue
+    for number in range(len(rungs)) if args.rungs is None else args.rungs:  # in the order asked
+        rung = rungs[number]
         for seed in args.seeds:
             if key(rung, seed) not in results:
                 results[key(rung, seed)] = train_rung(rung, runs / f"seed-{seed}", seed, args)
