@@ -1,11 +1,12 @@
 """Where does ContRec lose quality? A ladder from SASRec-CE to the ContRec recommender, one change a rung.
 
 Every rung trains in one harness, the project's `SASRecTrainer` (batch 16 users, lr 1e-3, the next item at every
-position of each user's last training window, validation NDCG@10 after each epoch, patience 20, the best epoch's
-weights restored), and is scored by one evaluator (full ranking, history masked). Only the model changes, one
-thing a rung. Seed s uses the split and the stage-1 σ-VAE of ``RUNS/seed-s`` (the main job's run of that seed,
-`benchmarks/main_job_seeds.py`), so every stage that is random is reseeded, and the last row, the ContRec
-recommender that run trained, shares its tokens with every rung above it.
+position of each user's last training window, validation NDCG@10 after each epoch, the best epoch's weights
+restored; patience 8 instead of SASRec's 20 to fit the ladder in a session: rung 0 still reproduces the main job's
+SASRec-CE test figure of every seed to the last digit), and is scored by one evaluator (full ranking, history
+masked). Only the model changes, one thing a rung. Seed s uses the split and the stage-1 σ-VAE of
+``RUNS/seed-s`` (the main job's run of that seed, `benchmarks/main_job_seeds.py`), so every stage that is random
+is reseeded, and the last row, the ContRec recommender that run trained, shares its tokens with every rung above.
 
     python benchmarks/quality_ladder.py --runs runs/seeds --seeds 0 1 2 --write-docs
 
@@ -333,7 +334,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/seeds", help="folder of seed-N runs of `contrec-hf run`")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--patience", type=int, default=20, help="SASRecTrainer's patience (its default)")
+    parser.add_argument(
+        "--patience", type=int, default=8, help="validations without gain before a rung stops (SASRec's: 20)"
+    )
     parser.add_argument("--max-epochs", type=int, default=200, help="SASRecTrainer's bound (its default)")
     parser.add_argument("--rungs", type=int, nargs="*", help="only these rung numbers, in this order (default: all)")
     parser.add_argument("--results", default="runs/ladder/results.json", help="kept per rung and seed; resumed")
