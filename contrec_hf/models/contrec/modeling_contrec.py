@@ -498,59 +498,70 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         h = self._pref_states(input_ids, out.hidden_states[-1])  # [B, H]
         condition = self.condition(h.detach() if self.config.detach_condition else h)  # [B, C]
 
-        loss = lm_loss = diff = disp = history_diff = rank = preference = None
+        loss, losses = None, {}
         if return_loss:
             parts = []
             if keep is not None:
                 logits = out.logits if "logits_to_keep" in lm_kwargs else out.logits[:, keep]  # [B, |keep|, V]
                 targets = labels[:, 1:][:, keep]  # [B, |keep|]
-                lm_loss = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
-                parts.append(self.config.lm_loss_weight * lm_loss)
+                losses["lm_loss"] = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+                parts.append(self.config.lm_loss_weight * losses["lm_loss"])
             if target_features is not None:
-                ranking = self.config.ranking_loss_weight > 0
-                if ranking and (target_ids is None or catalog_features is None):
-                    raise InputError(
-                        "ranking_loss_weight > 0 needs target_ids and catalog_features in forward (the item table "
-                        "the softmax ranks against); pass them, or set ranking_loss_weight=0"
-                    )
-                targets = self.target_latents(target_features)  # [B, d_z]
-                head = self.diffusion_head(condition, targets)
-                diff, disp, preference = head.diffusion_loss, head.dispersive_loss, head.preference_loss
-                sign = -1.0 if self.config.flip_dispersive_sign else 1.0  # −1: the authors' code (an ablation)
-                parts += [diff, sign * self.config.dispersive_loss_weight * disp]
-                rank_conditions, rank_ids = [condition], [target_ids]
-                if self.config.history_diffusion_weight > 0 and item_features is not None:
-                    conditions, x0, next_ids = self._history_targets(
-                        input_ids, out.hidden_states[-1], item_features, targets, item_ids, target_ids
-                    )
-                    history = self.diffusion_head(conditions, x0)
-                    history_diff = history.diffusion_loss
-                    parts.append(self.config.history_diffusion_weight * history_diff)
-                    if preference is not None:  # PreferDiff's term at the dense targets, weighted like their L_diff
-                        preference = preference + self.config.history_diffusion_weight * history.preference_loss
-                    if ranking and next_ids is None:
-                        raise InputError("ranking_loss_weight > 0 with dense targets needs item_ids in forward")
-                    rank_conditions.append(conditions)
-                    rank_ids.append(next_ids)
-                if preference is not None:
-                    parts.append(self.config.preference_loss_weight * preference)
-                if ranking:  # one softmax over the <pref> and the dense targets together
-                    rank = self.ranking_loss(torch.cat(rank_conditions), torch.cat(rank_ids), catalog_features)
-                    parts.append(self.config.ranking_loss_weight * rank)
+                item_parts, item_losses = self._item_losses(
+                    condition, input_ids, out.hidden_states[-1], item_features, target_features, item_ids, target_ids,
+                    catalog_features,
+                )  # fmt: skip
+                parts += item_parts  # summed in this order: the same float sum as one list of parts
+                losses.update(item_losses)
             loss = sum(parts) if parts else None
-        result = ContRecOutput(
-            loss=loss,
-            lm_loss=lm_loss,
-            diffusion_loss=diff,
-            dispersive_loss=disp,
-            history_diffusion_loss=history_diff,
-            ranking_loss=rank,
-            condition=condition,
-            logits=out.logits,
-            preference_loss=preference,
-        )
+        result = ContRecOutput(loss=loss, condition=condition, logits=out.logits, **losses)
         use_dict = return_dict if return_dict is not None else self.config.return_dict
         return result if use_dict else result.to_tuple()
+
+    def _item_losses(
+        self, condition, input_ids, last_hidden, item_features, target_features, item_ids, target_ids, catalog_features
+    ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        """The losses on the next items: the weighted terms of the total loss, in order, and each loss alone.
+
+        L_diff + λ_disp·L_disp at `<pref>`, the dense targets' L_diff, PreferDiff's L_pref and the catalog softmax
+        L_rank (docs/method.md §4). The arguments are [`forward`]'s; ``last_hidden`` is the LM's last hidden states
+        `[batch, seq_len, hidden]`.
+        """
+        config = self.config
+        ranking = config.ranking_loss_weight > 0
+        if ranking and (target_ids is None or catalog_features is None):
+            raise InputError(
+                "ranking_loss_weight > 0 needs target_ids and catalog_features in forward (the item table "
+                "the softmax ranks against); pass them, or set ranking_loss_weight=0"
+            )
+        targets = self.target_latents(target_features)  # [B, d_z]
+        head = self.diffusion_head(condition, targets)
+        losses = {"diffusion_loss": head.diffusion_loss, "dispersive_loss": head.dispersive_loss}
+        preference = head.preference_loss
+        sign = -1.0 if config.flip_dispersive_sign else 1.0  # −1: the authors' code (an ablation)
+        parts = [head.diffusion_loss, sign * config.dispersive_loss_weight * head.dispersive_loss]
+        rank_conditions, rank_ids = [condition], [target_ids]
+        if config.history_diffusion_weight > 0 and item_features is not None:
+            conditions, x0, next_ids = self._history_targets(
+                input_ids, last_hidden, item_features, targets, item_ids, target_ids
+            )
+            history = self.diffusion_head(conditions, x0)
+            losses["history_diffusion_loss"] = history.diffusion_loss
+            parts.append(config.history_diffusion_weight * history.diffusion_loss)
+            if preference is not None:  # PreferDiff's term at the dense targets, weighted like their L_diff
+                preference = preference + config.history_diffusion_weight * history.preference_loss
+            if ranking and next_ids is None:
+                raise InputError("ranking_loss_weight > 0 with dense targets needs item_ids in forward")
+            rank_conditions.append(conditions)
+            rank_ids.append(next_ids)
+        if preference is not None:
+            losses["preference_loss"] = preference
+            parts.append(config.preference_loss_weight * preference)
+        if ranking:  # one softmax over the <pref> and the dense targets together
+            rank = self.ranking_loss(torch.cat(rank_conditions), torch.cat(rank_ids), catalog_features)
+            losses["ranking_loss"] = rank
+            parts.append(config.ranking_loss_weight * rank)
+        return parts, losses
 
     # ------------------------------------------------------------------------------------ inference
     @torch.no_grad()
