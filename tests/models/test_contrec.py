@@ -347,6 +347,15 @@ def test_preference_term_joins_the_loss_at_pref_and_at_the_dense_targets(text_to
     assert build("llama", text_tokenizer)(**inputs).preference_loss is None
 
 
+def test_forward_refuses_an_unknown_argument(text_tokenizer):
+    """No catch-all **kwargs: a misspelt input is an error, not silently ignored."""
+    model = build("llama", text_tokenizer)
+    inputs = batch(text_tokenizer, model)
+    inputs["target_feature"] = inputs.pop("target_features")
+    with pytest.raises(TypeError, match="target_feature"):
+        model(**inputs)
+
+
 def test_ranking_loss_settings_are_validated():
     with pytest.raises(ConfigError, match="ranking_temperature"):
         ContRecConfig(ranking_temperature=0.0)

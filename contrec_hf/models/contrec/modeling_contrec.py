@@ -460,7 +460,6 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         catalog_features: torch.Tensor | None = None,
         return_loss: bool = True,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> ContRecOutput | tuple:
         """
         Args:
@@ -479,6 +478,12 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                 whose frozen latents are the ranking softmax's table. `target_ids` and `catalog_features` are
                 needed when `ranking_loss_weight` > 0.
             return_loss (`bool`): compute the losses (for transformers' Trainer evaluation).
+            return_dict (`bool`, *optional*): return a [`ContRecOutput`] (default: the config's `return_dict`) or its
+                tuple of the fields that are set.
+
+        Returns:
+            [`ContRecOutput`]: the total loss and each loss, the condition c at `<pref>` `[batch, condition_dim]`
+            and the LM's logits.
         """
         embeds = self.embed_prompt(input_ids, item_features, user_features)
         # Logits are only needed where a label follows (the response): computing them over the whole prompt would
