@@ -100,13 +100,16 @@ def ladder() -> list[Rung]:
 
 def levers(rungs: list[Rung]) -> list[Rung]:
     """Side rungs: one change from a ladder rung, not on the way to ContRec."""
-    diffusion, last = next(r for r in rungs if r.head == "diffusion"), rungs[-1]
+    table = next(r for r in rungs if r.output == "latent")  # the first rung on ContRec's frozen-latent table
+    diffusion = next(r for r in rungs if r.head == "diffusion")
     return [
         replace(diffusion, change="lever on the objective rung: zero-initialised denoiser", denoiser_init="zero"),
-        replace(last, change="lever on the last rung: + PreferDiff's term (λ 0.5, γ 5)", preference=0.5),
-        replace(last, change="lever on the last rung: + a learned row per trained item", residual=True),
-        replace(last, change="lever on the last rung: output table + a learned MLP of the tokens", output="tokens"),
-    ]
+        replace(table, change="lever on rung 4: output table + a learned MLP of the tokens (`item_table='tokens'`)",
+                output="tokens"),
+        replace(table, change="lever on rung 4: + a learned row per trained item too (`item_table='residual'`)",
+                output="tokens", residual=True),
+        replace(diffusion, change="lever on the objective rung: + PreferDiff's term (λ 0.5, γ 5)", preference=0.5),
+    ]  # fmt: skip
 
 
 def mlp(d_in: int, d_out: int, hidden: int = 256) -> nn.Sequential:
