@@ -161,7 +161,7 @@ class LadderModel(nn.Module):
                     if isinstance(module, nn.Linear):
                         nn.init.normal_(module.weight, std=0.02), nn.init.zeros_(module.bias)
                 nn.init.normal_(self.head.null_condition, std=0.02)
-        elif rung.output == "latent":
+        elif rung.output != "tied":  # a head onto the latent space of the output table
             self.readout = nn.Linear(width, d_z)
 
     def item_vectors(self, ids: torch.Tensor) -> torch.Tensor:
