@@ -314,11 +314,13 @@ def plot(rows: list[tuple[str, str, dict]], seeds: list[int], path: Path) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.2))
     values = [[results[s]["test"] for s in seeds if s in results] for _, _, results in rows]
     positions = list(range(len(rows)))[::-1]
     ax.barh(positions, [statistics.mean(v) for v in values], xerr=[statistics.pstdev(v) for v in values], capsize=2)
-    ax.set_yticks(positions, [label for label, _, _ in rows])
+    names = [f"{label}: {change.split(':', 1)[-1].strip()[:44]}" + ("" if len(results) == len(seeds) else
+             f" ({len(results)} seed)") for label, change, results in rows]  # fmt: skip
+    ax.set_yticks(positions, names, fontsize=7)
     ax.set_xlabel(f"test NDCG@10 (ML-100K, full ranking; mean ± spread over seeds {seeds})")
     ax.set_title("From SASRec-CE to ContRec, one change a rung")
     fig.tight_layout()
