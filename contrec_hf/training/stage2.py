@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -15,6 +15,9 @@ from ..models.contrec import ContRecConfig, ContRecForRecommendation
 from ..models.tokenizer import ContRecTokenizer
 from ..saving import local_folder
 from .recommender import RecommenderTrainer, RecommenderTrainingArguments
+
+if TYPE_CHECKING:
+    from ..pipelines import ContRecDiffusionPipeline
 
 __all__ = ["check_stage2_options", "load_pipeline", "load_stage1", "prepare_recommender", "run_recommender_stage"]
 
@@ -63,7 +66,9 @@ def load_stage1(tokenizer_dir: str | Path, data: SequentialDataset) -> tuple[Con
     return ContRecTokenizer.from_pretrained(tokenizer_dir), features
 
 
-def load_pipeline(recommender_dir: str | Path, tokenizer_dir: str | Path, data: SequentialDataset):
+def load_pipeline(
+    recommender_dir: str | Path, tokenizer_dir: str | Path, data: SequentialDataset
+) -> ContRecDiffusionPipeline:
     """The pipeline of a trained recommender folder and its stage-1 folder over ``data``'s catalog (the one assembly
     of `contrec-hf pipeline build` and the main job).
 
