@@ -354,7 +354,7 @@ def _collect_metrics(output: Path, data: SequentialDataset, recipe: str) -> dict
 
 def _item_table_diagnostics(output: Path) -> dict[str, Any]:
     """The kind of item table the pipeline scores with and its effective rank (a table learned together with its
-    target can collapse: docs/recommender.md, "The item table")."""
+    target can collapse; docs/recommender.md)."""
     from .models import effective_rank
     from .pipelines import ContRecCatalog
 
