@@ -15,9 +15,9 @@ __all__ = ["PREDICTION_TYPES", "READOUTS", "ContRecConfig"]
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 # The read-outs of `ContRecDiffusionHead.read_out`: the x₀ estimate, one sample, the mean of N samples.
 READOUTS = ("x0", "sample", "mean")
+ITEM_TABLES = ("latent", "tokens", "residual")
 
 # A small Llama that trains in minutes on a CPU: the default backbone of the main job and of the tests.
-ITEM_TABLES = ("latent", "tokens", "residual")
 TINY_LLAMA = {
     "vocab_size": 4096,
     "hidden_size": 128,
