@@ -171,7 +171,10 @@ def test_the_code_url_is_declared_once():
     assert project_url("Repository") not in (REPO_ROOT / "contrec_hf" / "hub.py").read_text()
 
 
-def test_recommend_all_users_sharded_across_two_processes(finished_run, tmp_path, fixtures_dir):
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
+def test_recommend_all_users_in_two_processes_writes_what_one_writes(launcher, finished_run, tmp_path, fixtures_dir):
+    """accelerate splits the batches between the processes and gathers the rows: the same file, to the last bit,
+    with a sampled read-out too (each batch is seeded by its position, not by its process)."""
     import os
     import subprocess
     import sys
@@ -182,18 +185,27 @@ def test_recommend_all_users_sharded_across_two_processes(finished_run, tmp_path
     run = finished_run
     data = ["--dataset", "table", "--data-path", table]
     args = ["recommend", "--pipeline", str(run / "pipeline"), *data, "--all-users", "--top-k", "1"]
+    args += ["--batch-size", "1", "--readout", "sample", "--steps", "2"]
     assert main([*args, "--output", str(tmp_path / "one.parquet")]) == 0
-    torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
+    bin_dir = os.path.dirname(sys.executable)
+    start = {
+        "torchrun": [shutil.which("torchrun", path=bin_dir), "--nproc_per_node", "2"],
+        # --multi_gpu falls back to gloo without a GPU (--cpu would start one process)
+        "accelerate": [shutil.which("accelerate", path=bin_dir), "launch", "--multi_gpu", "--num_processes", "2"],
+    }[launcher]
     two = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "-m", "contrec_hf.cli", *args, "--output", str(tmp_path / "two.parquet")],
+        [*start, "-m", "contrec_hf.cli", *args, "--output", str(tmp_path / "two.parquet")],
         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600, check=False,
     )  # fmt: skip
     assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.count("recommendations for") == 1  # written once, by the main process
+    assert "(2 process(es))" in two.stdout
     one, both = pd.read_parquet(tmp_path / "one.parquet"), pd.read_parquet(tmp_path / "two.parquet")
     assert list(one.columns) == ["user_id", "rank", "item_id", "score"]
-    assert one["user_id"].nunique() == both["user_id"].nunique() == len(one)
-    pd.testing.assert_frame_equal(
-        one[["user_id", "rank"]].reset_index(drop=True), both[["user_id", "rank"]].reset_index(drop=True)
-    )
-    assert not list(tmp_path.glob("*.part*"))
-    assert main(["recommend", "--pipeline", str(run / "pipeline"), "--all-users"]) == 2
+    assert one["user_id"].nunique() == 4  # four batches of one user: two for each process
+    pd.testing.assert_frame_equal(one, both, check_exact=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.parquet", "two.parquet"]
+
+
+def test_recommend_all_users_needs_an_output(finished_run):
+    assert main(["recommend", "--pipeline", str(finished_run / "pipeline"), "--all-users"]) == 2

@@ -11,11 +11,12 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from accelerate import PartialState
 
 from ..errors import ConfigError
 from ..utils import check_device
 
-__all__ = ["MIXED_PRECISIONS", "autocast", "check_mixed_precision", "grad_scaler", "resolve_device"]
+__all__ = ["MIXED_PRECISIONS", "autocast", "check_mixed_precision", "grad_scaler", "process_state", "resolve_device"]
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 """The ``mixed_precision`` values, as accelerate names them."""
@@ -87,3 +88,18 @@ def grad_scaler(device: torch.device, mixed_precision: str | None) -> torch.amp.
         `torch.amp.GradScaler`
     """
     return torch.amp.GradScaler(device.type, enabled=mixed_precision == "fp16")
+
+
+def process_state(device: str) -> PartialState:
+    """accelerate's process-wide state (process index and count, device), set up for ``device``.
+
+    Under ``torchrun`` / ``accelerate launch`` it joins the processes (gloo on the CPU, NCCL on GPUs).
+
+    Returns:
+        `accelerate.PartialState`: the state; a conflict with the device this process already uses is a
+        `ConfigError`.
+    """
+    try:
+        return PartialState(cpu=device == "cpu")
+    except ValueError as err:  # accelerate sets a process's device once
+        raise ConfigError(f"cannot use {device!r} in this process ({err}); start a new process") from err

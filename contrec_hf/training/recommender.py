@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import Accelerator, DistributedDataParallelKwargs, PartialState
+from accelerate import Accelerator, DistributedDataParallelKwargs
 from tqdm.auto import tqdm
 
 from ..data.prompts import ContRecCollator, PromptBuilder, sliding_window_samples
@@ -34,7 +34,7 @@ from ..retrieval import latent_scores
 from ..saving import atomic_directory
 from ..utils import require_positive, set_seed, write_json
 from .checkpoint import load_training_state, save_training_state
-from .devices import check_mixed_precision, resolve_device
+from .devices import check_mixed_precision, process_state, resolve_device
 
 __all__ = ["RecommenderTrainer", "RecommenderTrainingArguments", "unused_parameters"]
 
@@ -136,14 +136,6 @@ def unused_parameters(
     return names
 
 
-def _process_state(device: str) -> PartialState:
-    """accelerate's process-wide state (process index and count, device), set up for ``device``."""
-    try:
-        return PartialState(cpu=device == "cpu")
-    except ValueError as err:  # accelerate sets a process's device once
-        raise ConfigError(f"cannot train on {device!r} in this process ({err}); start a new process") from err
-
-
 def _accelerator(device: str, mixed_precision: str | None, handlers: list) -> Accelerator:
     """The accelerator of a trainer; a conflict with the process's earlier settings is a `ConfigError`."""
     try:
@@ -184,7 +176,7 @@ class RecommenderTrainer:
         self.args, self.data, self.text_tokenizer = args, data, text_tokenizer
         self.output_dir = Path(args.output_dir)
         device = resolve_device(args.device)
-        state = _process_state(device)
+        state = process_state(device)
         set_seed(args.seed + state.process_index)
         builder = PromptBuilder(
             titles=data.items["title"].tolist(),

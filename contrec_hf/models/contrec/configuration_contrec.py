@@ -50,7 +50,8 @@ class ContRecConfig(PreTrainedConfig):
         max_title_length (`int`, defaults to 50): characters of each title kept in a prompt.
         projector_hidden_size (`int`, defaults to 256): hidden width of the d_z → LM-hidden projector.
         condition_dim (`int`, defaults to 256): size of the condition c = proj(h) fed to the denoiser.
-        denoiser_hidden_size (`int`, defaults to 256) / denoiser_num_blocks (`int`, defaults to 3): denoiser size.
+        denoiser_hidden_size (`int`, defaults to 256): width of the denoiser's residual blocks.
+        denoiser_num_blocks (`int`, defaults to 3): number of the denoiser's residual blocks.
         num_train_timesteps (`int`, defaults to 200): T.
         noise_schedule (`str`, defaults to `"exp"`): the authors' "exp" VP schedule (passed to diffusers as
             `trained_betas`), or a diffusers `beta_schedule`: `"linear"`, `"scaled_linear"`, `"squaredcos_cap_v2"`.

@@ -61,11 +61,12 @@ def test_errors_exit_2_without_traceback(argv, message, capsys):
 
 @pytest.mark.parametrize("command", ["run", "train"])
 def test_objective_flags_become_config_overrides(command, tmp_path, capsys):
-    from contrec_hf.cli import _overrides, build_parser
+    from contrec_hf.cli import build_parser
+    from contrec_hf.cli.commands import config_overrides
 
     argv = [command, "--output", str(tmp_path / "out"), "--ranking-weight", "0.5", "--item-table", "tokens"]
     argv += ["--tokenizer", str(tmp_path / "tok")] if command == "train" else []
-    assert _overrides(build_parser().parse_args(argv)) == {"ranking_loss_weight": 0.5, "item_table": "tokens"}
+    assert config_overrides(build_parser().parse_args(argv)) == {"ranking_loss_weight": 0.5, "item_table": "tokens"}
     # A contradiction is refused before any data is loaded or anything trained.
     bad = [command, "--output", str(tmp_path / "run"), "--ranking-weight", "0", "--item-table", "tokens"]
     bad += ["--tokenizer", str(tmp_path / "tok")] if command == "train" else []
@@ -241,25 +242,25 @@ def test_train_in_bf16_on_the_cpu_through_accelerate(tmp_path, fixtures_dir):
 @pytest.mark.parametrize("error", [RuntimeError("an injected bug"), ValueError("a plain ValueError")])
 def test_a_bug_in_a_command_keeps_its_traceback(error, monkeypatch, fixtures_dir):
     """Only the library's own errors become one line and exit 2; anything else is a bug and propagates."""
-    import contrec_hf.cli as cli
+    import contrec_hf.cli.commands as commands
 
     def broken(args):
         raise error
 
-    monkeypatch.setattr(cli, "_load_data", broken)
+    monkeypatch.setattr(commands, "load_data", broken)
     table = str(fixtures_dir / "table" / "interactions.csv")
     with pytest.raises(type(error), match=str(error)):
         main(["data", "stats", "--dataset", "table", "--data-path", table])
 
 
 def test_a_library_error_is_one_line_and_exit_2(monkeypatch, fixtures_dir, capsys):
-    import contrec_hf.cli as cli
+    import contrec_hf.cli.commands as commands
     from contrec_hf.errors import InputError
 
     def refused(args):
         raise InputError("the problem,\nnamed")
 
-    monkeypatch.setattr(cli, "_load_data", refused)
+    monkeypatch.setattr(commands, "load_data", refused)
     table = str(fixtures_dir / "table" / "interactions.csv")
     assert main(["data", "stats", "--dataset", "table", "--data-path", table]) == 2
     assert capsys.readouterr().err == "contrec-hf: error: InputError: the problem, named\n"
