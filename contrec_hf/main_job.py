@@ -22,7 +22,7 @@ from .data import SequentialDataset, load_sequential_dataset
 from .errors import ConfigError, ContRecError
 from .evaluation import evaluate_scorer, format_metrics_table
 from .features import CollaborativeConfig
-from .features.store import KINDS as FEATURE_KINDS
+from .features.store import FEATURE_KINDS
 from .retrieval import latent_scores
 from .saving import atomic_directory
 from .utils import write_json

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 
 from .errors import InputError
 
-__all__ = ["METRICS", "fuse_scores", "latent_scores", "mask_history", "parse_response", "text_scores", "top_k"]
+__all__ = ["SIMILARITIES", "fuse_scores", "latent_scores", "mask_history", "parse_response", "text_scores", "top_k"]
 
-METRICS = ("cosine", "l2", "dot")
+SIMILARITIES = ("cosine", "l2", "dot")
 
 
 def mask_history(scores: torch.Tensor, histories: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -58,8 +58,8 @@ def latent_scores(latents: torch.Tensor, item_latents: torch.Tensor, metric: str
     Returns:
         `torch.Tensor` of shape `[batch, num_items]`.
     """
-    if metric not in METRICS:
-        raise InputError(f"unknown retrieval metric {metric!r}; choose one of {METRICS}")
+    if metric not in SIMILARITIES:
+        raise InputError(f"unknown similarity {metric!r}; choose one of {SIMILARITIES}")
     if latents.ndim != 2 or item_latents.ndim != 2 or latents.shape[1] != item_latents.shape[1]:
         raise InputError(
             f"latents [batch, d] and item_latents [num_items, d] must share d; got {tuple(latents.shape)} "

@@ -22,18 +22,17 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .retrieval import SIMILARITIES
+from .utils import check_number
 
-__all__ = ["KINDS", "FaissIndex"]
+__all__ = ["INDEX_TYPES", "FaissIndex"]
 
-KINDS = ("flat", "hnsw", "ivf")
-_METRICS = ("cosine", "dot", "l2")
+INDEX_TYPES = ("flat", "hnsw", "ivf")
 _DEVICES = ("cpu", "cuda")
 
 
 def _positive_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InputError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-    return int(value)
+    return int(check_number(name, value, minimum, integer=True, error=InputError))
 
 
 def _as_matrix(name: str, latents, dim: int | None = None) -> torch.Tensor:
@@ -108,10 +107,10 @@ class FaissIndex:
             import faiss
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError("FaissIndex needs faiss: pip install 'contrec-hf[faiss]'") from err
-        if kind not in KINDS:
-            raise InputError(f"unknown faiss index kind {kind!r}; choose one of {KINDS}")
-        if metric not in _METRICS:
-            raise InputError(f"unknown metric {metric!r}; choose one of {_METRICS}")
+        if kind not in INDEX_TYPES:
+            raise InputError(f"unknown faiss index kind {kind!r}; choose one of {INDEX_TYPES}")
+        if metric not in SIMILARITIES:
+            raise InputError(f"unknown metric {metric!r}; choose one of {SIMILARITIES}")
         if device not in _DEVICES:
             raise InputError(f"unknown device {device!r}; choose one of {_DEVICES}")
         hnsw_m = _positive_int("hnsw_m", hnsw_m, minimum=2)
@@ -244,11 +243,9 @@ class FaissIndex:
         x = self._prepare(_as_matrix("latents", latents, self.dim))
         batch = x.shape[0]
         keys, longest = self._histories(histories, batch)
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= self.num_items - longest:
-            raise InputError(
-                f"k must be an integer between 1 and {self.num_items - longest} (catalog minus the longest "
-                f"history), got {k!r}"
-            )
+        top = self.num_items - longest
+        wanted = f"an integer between 1 and {top} (catalog minus the longest history)"
+        check_number("k", k, 1, top, integer=True, error=InputError, wanted=wanted)
         if batch == 0:
             return torch.empty(0, k, dtype=torch.int64), torch.empty(0, k, dtype=torch.float32)
         fetch = min(self.num_items, k + longest)

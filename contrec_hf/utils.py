@@ -14,17 +14,70 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["check_device", "gather_rows", "require_positive", "set_seed", "write_json"]
+__all__ = ["check_device", "check_number", "gather_rows", "require_positive", "set_seed", "write_json"]
+
+
+def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
+    if low is not None and high is not None:
+        return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+    if low is not None:
+        return f"{'>' if low_open else '≥'} {low}"
+    return f"{'<' if high_open else '≤'} {high}" if high is not None else ""
+
+
+def check_number(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+    integer: bool = False,
+    error: type[Exception] = ConfigError,
+    wanted: str | None = None,
+) -> Any:
+    """The one check of "a number in a range" of the package: ``value`` unchanged, or ``error`` naming ``name``.
+
+    Args:
+        name (`str`): the option's name, for the message.
+        value: what was given; a `bool` is never a number here.
+        low / high (`float`, *optional*): the bounds, inclusive (``low_open`` / ``high_open``: excluded).
+        integer (`bool`): require an integer (Python or NumPy).
+        error (`type[Exception]`): the exception raised, a [`ContRecError`] subclass.
+        wanted (`str`, *optional*): what the message says is wanted, when the bounds need words (e.g. "an integer
+            between 1 and the catalog size 13").
+
+    Returns:
+        the value, so that ``self.k = check_number("k", k, 1, integer=True)`` reads as one step.
+
+    Example:
+        ```python
+        >>> from contrec_hf.utils import check_number
+        >>> check_number("dropout", 0.1, 0.0, 1.0)
+        0.1
+        >>> check_number("k", 0, 1, integer=True)
+        Traceback (most recent call last):
+        ...
+        contrec_hf.errors.ConfigError: k must be an integer ≥ 1, got 0
+        ```
+    """
+    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    typed = isinstance(value, kinds) and not isinstance(value, bool)
+    fits = typed and (low is None or (value > low if low_open else value >= low))
+    fits = fits and (high is None or (value < high if high_open else value <= high))
+    if not fits:
+        kind = "an integer" if integer else ("" if typed else "a number")
+        wanted = wanted or " ".join(p for p in (kind, _bounds(low, high, low_open, high_open)) if p) or "a number"
+        got = repr(value) if typed else f"{type(value).__name__} {value!r}"
+        raise error(f"{name} must be {wanted}, got {got}")
+    return value
 
 
 def require_positive(obj: Any, *names: str) -> None:
-    """Raise a ``ValueError`` naming the first attribute of ``obj`` among ``names`` that is not > 0."""
+    """Raise a `ConfigError` naming the first attribute of ``obj`` among ``names`` that is not a number > 0."""
     for name in names:
-        value = getattr(obj, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name} must be a number, got {type(value).__name__} {value!r}")
-        if value <= 0:
-            raise ConfigError(f"{name} must be > 0, got {value!r}")
+        check_number(name, getattr(obj, name), 0, low_open=True)
 
 
 def check_device(value: str | None) -> None:

@@ -224,11 +224,11 @@ def test_over_long_histories_keep_the_most_recent_items(saved):
 CLI_CASES = [
     ("recommend-unknown-item", ["recommend", "--pipeline", "PIPE", "--history", "i1,zz"], r"DataError: unknown item"),
     ("recommend-top-k-zero", ["recommend", "--pipeline", "PIPE", "--history", "i1", "--top-k", "0"],
-     r"InputError: --top-k must be ≥ 1"),
+     r"InputError: --top-k must be an integer ≥ 1"),
     ("recommend-top-k-above-catalog", ["recommend", "--pipeline", "PIPE", "--history", "i1", "--top-k", "99"],
      r"catalog size 13, got 99"),
     ("recommend-zero-steps", ["recommend", "--pipeline", "PIPE", "--history", "i1", "--steps", "0"],
-     r"--steps must be ≥ 1"),
+     r"--steps must be an integer ≥ 1"),
     ("recommend-negative-guidance", ["recommend", "--pipeline", "PIPE", "--history", "i1", "--guidance-scale", "-2"],
      r"--guidance-scale must be ≥ 0"),
     ("recommend-empty-history", ["recommend", "--pipeline", "PIPE", "--history", " , "], r"give --history"),

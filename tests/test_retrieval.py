@@ -10,7 +10,7 @@ def test_latent_scores_by_hand():
     assert torch.allclose(latent_scores(latents, items, "cosine"), torch.tensor([[1.0, 0.0, -1.0]]))
     assert torch.allclose(latent_scores(latents, items, "dot"), torch.tensor([[2.0, 0.0, -1.0]]))
     assert torch.allclose(latent_scores(latents, items, "l2"), torch.tensor([[-1.0, -10.0, -4.0]]))
-    with pytest.raises(ValueError, match="unknown retrieval metric"):
+    with pytest.raises(ValueError, match="unknown similarity"):
         latent_scores(latents, items, "manhattan")
     with pytest.raises(ValueError, match="share d"):
         latent_scores(latents, torch.zeros(3, 5))

@@ -46,3 +46,36 @@ def test_gather_rows_equals_indexing_and_its_gradient_is_reproducible_on_two_thr
         assert all(torch.equal(first, gradient()) for _ in range(10))
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        (("k", 0, 1), {"integer": True}, "k must be an integer ≥ 1, got 0"),
+        (("k", 2.5, 1), {"integer": True}, "k must be an integer ≥ 1, got float 2.5"),
+        (("rate", 0.0, 0.0), {"low_open": True}, "rate must be > 0.0, got 0.0"),
+        (("p", 1.0, 0.0, 1.0), {"high_open": True}, r"p must be in \[0.0, 1.0\), got 1.0"),
+        (("w", "9", 0.0), {}, "w must be a number ≥ 0.0, got str '9'"),
+        (("flag", True, 0), {}, "flag must be a number ≥ 0, got bool True"),
+        (("top_k", 99, 1, 13), {"integer": True, "wanted": "an integer between 1 and 13"},
+         "top_k must be an integer between 1 and 13, got 99"),
+    ],
+)  # fmt: skip
+def test_check_number_names_the_option_and_what_it_must_be(args, kwargs, message):
+    from contrec_hf.errors import ConfigError
+    from contrec_hf.utils import check_number
+
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        check_number(*args, **kwargs)
+
+
+def test_check_number_returns_valid_values_and_raises_the_error_asked_for():
+    import numpy as np
+
+    from contrec_hf.errors import InputError
+    from contrec_hf.utils import check_number
+
+    assert check_number("k", np.int64(3), 1, 3, integer=True) == 3
+    assert check_number("p", 0.0, 0.0, 1.0, high_open=True) == 0.0
+    with pytest.raises(InputError):
+        check_number("k", -1, 0, integer=True, error=InputError)

@@ -14,6 +14,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -222,7 +223,7 @@ class SASRecTrainingArguments:
     weight_decay: float = 0.0
     max_epochs: int = 200
     patience: int = 20
-    window: str = "last"
+    window: Literal[WINDOWS] = "last"
     seed: int = 0
     eval_batch_size: int = 256
     device: str | None = None

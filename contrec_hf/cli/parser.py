@@ -30,7 +30,6 @@ _ALIASES = {
     "barlow_twins_weight": ("--barlow-twins",),
 }
 _DEVICE_FIELDS = ("device", "mixed_precision")  # `--device` / `--mixed-precision`, resolved before any work
-FEATURE_KINDS = ("collaborative", "text", "hybrid")
 
 
 def _stage2_config_fields() -> tuple[str, ...]:
@@ -137,7 +136,7 @@ def _baseline_parser(commands) -> None:
 
 
 def _tokenizer_parser(commands) -> None:
-    from ..features import CollaborativeConfig
+    from ..features import FEATURE_KINDS, CollaborativeConfig
     from ..models.tokenizer import ContRecTokenizerConfig
     from ..training import TokenizerTrainingArguments
     from .commands import cmd_tokenizer_train
@@ -223,6 +222,7 @@ def _pipeline_parser(commands) -> None:
 
 
 def _run_parser(commands) -> None:
+    from ..features import FEATURE_KINDS
     from .commands import cmd_run
 
     run = commands.add_parser("run", help="the main job: features → tokenizer → recommender → pipeline → evaluation")

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import ContRecError, InputError
+from ..utils import check_number
 from .commands import load_data
 
 __all__ = ["SCHEDULERS", "cmd_recommend"]
@@ -75,10 +76,10 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if not args.all_users and not history:
         raise ContRecError("give --history (comma-separated item ids, e.g. 1,50,181) or --all-users with --output")
     for name in ("top_k", "steps", "batch_size"):  # checked before the (possibly large) pipeline loads
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise InputError(f"--{name.replace('_', '-')} must be ≥ 1, got {getattr(args, name)}")
-    if args.guidance_scale is not None and not args.guidance_scale >= 0:
-        raise InputError(f"--guidance-scale must be ≥ 0, got {args.guidance_scale}")
+        if getattr(args, name) is not None:
+            check_number(f"--{name.replace('_', '-')}", getattr(args, name), 1, integer=True, error=InputError)
+    if args.guidance_scale is not None:
+        check_number("--guidance-scale", args.guidance_scale, 0.0, error=InputError)
     pipe = ContRecDiffusionPipeline.from_pretrained(args.pipeline)
     if args.scheduler:
         pipe.scheduler = getattr(diffusers, SCHEDULERS[args.scheduler]).from_config(pipe.scheduler.config)

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..errors import EvaluationError
 from ..retrieval import mask_history  # masking belongs to retrieval; re-exported here for existing imports
+from ..utils import check_number
 from .metrics import compute_metrics, target_ranks
 
 __all__ = ["EvaluationResult", "Scorer", "evaluate_scorer", "mask_history"]
@@ -84,8 +85,7 @@ def evaluate_scorer(
         raise EvaluationError(f"{len(users)} users but {len(targets)} targets")
     if len(targets) == 0:
         raise EvaluationError("nothing to evaluate: no users")
-    if batch_size < 1:
-        raise EvaluationError(f"batch_size must be ≥ 1, got {batch_size}")
+    check_number("batch_size", batch_size, 1, integer=True, error=EvaluationError)
     bad = next((t for t in targets if not 0 <= int(t) < num_items), None)
     if bad is not None:
         raise EvaluationError(f"target item index {bad} is outside the catalog [0, {num_items})")

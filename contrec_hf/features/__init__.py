@@ -10,12 +10,12 @@ from .collaborative import (
     train_collaborative,
     training_pairs,
 )
-from .store import KINDS, ItemFeatures, build_item_features, dataset_fingerprint
+from .store import FEATURE_KINDS, ItemFeatures, build_item_features, dataset_fingerprint
 from .text import DEFAULT_TEXT_ENCODER, default_text_encoder_path, encode_texts, item_texts
 
 __all__ = [
     "DEFAULT_TEXT_ENCODER",
-    "KINDS",
+    "FEATURE_KINDS",
     "CollaborativeConfig",
     "CollaborativeModel",
     "CollaborativeResult",

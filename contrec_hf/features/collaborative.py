@@ -16,10 +16,10 @@ Negatives are drawn uniformly from the items the user has not interacted with *i
 
 from __future__ import annotations
 
-import math
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from ..data.split import SequentialDataset
 from ..errors import ConfigError, InputError
 from ..evaluation import EvaluationResult, evaluate_scorer
-from ..utils import gather_rows, set_seed
+from ..utils import check_number, gather_rows, set_seed
 
 __all__ = [
     "CollaborativeConfig",
@@ -42,13 +42,6 @@ __all__ = [
 ]
 
 METHODS = ("lightgcn", "mf")
-
-
-def _check_number(name: str, value: object, low: float, high: float = math.inf, integer: bool = True) -> None:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not low <= value <= high:
-        allowed = f"{'an integer' if integer else 'a number'} in [{low}, {high}]"
-        raise ConfigError(f"{name} must be {allowed}, got {value!r}")
 
 
 @dataclass
@@ -71,35 +64,35 @@ class CollaborativeConfig:
         seed (`int`): seeds initialisation, data order and negative sampling.
     """
 
-    method: str = field(default="lightgcn", metadata={"help": "'lightgcn' or 'mf' (both trained with BPR)."})
-    dim: int = field(default=64, metadata={"help": "Embedding size, 8 … 1024."})
-    num_layers: int = field(default=3, metadata={"help": "LightGCN propagation layers (ignored by 'mf')."})
-    learning_rate: float = field(default=5e-3, metadata={"help": "Adam learning rate."})
-    weight_decay: float = field(default=1e-4, metadata={"help": "L2 penalty on the batch's layer-0 embeddings."})
-    batch_size: int = field(default=2048, metadata={"help": "(user, positive) pairs per step."})
-    num_negatives: int = field(default=1, metadata={"help": "Negatives sampled per positive."})
-    max_epochs: int = field(default=200, metadata={"help": "Upper bound on epochs."})
-    patience: int = field(default=5, metadata={"help": "Evaluations without improvement before stopping."})
-    eval_every: int = field(default=5, metadata={"help": "Epochs between validation runs."})
-    init_std: float = field(default=0.1, metadata={"help": "Std of the normal initialisation."})
-    eval_batch_size: int = field(default=1024, metadata={"help": "Users per evaluation batch."})
-    seed: int = field(default=0, metadata={"help": "Random seed."})
+    method: Literal[METHODS] = "lightgcn"
+    dim: int = 64
+    num_layers: int = 3
+    learning_rate: float = 5e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 2048
+    num_negatives: int = 1
+    max_epochs: int = 200
+    patience: int = 5
+    eval_every: int = 5
+    init_std: float = 0.1
+    eval_batch_size: int = 1024
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {METHODS}, got {self.method!r}")
-        _check_number("dim", self.dim, 8, 1024)
-        _check_number("num_layers", self.num_layers, 1, 16)
-        _check_number("learning_rate", self.learning_rate, 1e-8, 10.0, integer=False)
-        _check_number("weight_decay", self.weight_decay, 0.0, 10.0, integer=False)
-        _check_number("batch_size", self.batch_size, 1)
-        _check_number("num_negatives", self.num_negatives, 1, 1024)
-        _check_number("max_epochs", self.max_epochs, 1)
-        _check_number("patience", self.patience, 1)
-        _check_number("eval_every", self.eval_every, 1)
-        _check_number("init_std", self.init_std, 1e-8, 10.0, integer=False)
-        _check_number("eval_batch_size", self.eval_batch_size, 1)
-        _check_number("seed", self.seed, 0)
+        check_number("dim", self.dim, 8, 1024, integer=True)
+        check_number("num_layers", self.num_layers, 1, 16, integer=True)
+        check_number("learning_rate", self.learning_rate, 1e-8, 10.0)
+        check_number("weight_decay", self.weight_decay, 0.0, 10.0)
+        check_number("batch_size", self.batch_size, 1, integer=True)
+        check_number("num_negatives", self.num_negatives, 1, 1024, integer=True)
+        check_number("max_epochs", self.max_epochs, 1, integer=True)
+        check_number("patience", self.patience, 1, integer=True)
+        check_number("eval_every", self.eval_every, 1, integer=True)
+        check_number("init_std", self.init_std, 1e-8, 10.0)
+        check_number("eval_batch_size", self.eval_batch_size, 1, integer=True)
+        check_number("seed", self.seed, 0, integer=True)
 
 
 def training_pairs(data: SequentialDataset) -> tuple[torch.Tensor, torch.Tensor]:

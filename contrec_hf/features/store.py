@@ -29,9 +29,9 @@ from .text import encode_texts, item_texts
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["KINDS", "ItemFeatures", "build_item_features", "dataset_fingerprint"]
+__all__ = ["FEATURE_KINDS", "ItemFeatures", "build_item_features", "dataset_fingerprint"]
 
-KINDS = ("collaborative", "text", "hybrid")
+FEATURE_KINDS = ("collaborative", "text", "hybrid")
 FORMAT_VERSION = 1
 TENSORS_FILE, META_FILE = "features.safetensors", "features.json"
 
@@ -66,8 +66,8 @@ class ItemFeatures:
     user_ids: list[str] | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise DataError(f"kind must be one of {KINDS}, got {self.kind!r}")
+        if self.kind not in FEATURE_KINDS:
+            raise DataError(f"kind must be one of {FEATURE_KINDS}, got {self.kind!r}")
         self.item_ids = [str(i) for i in self.item_ids]
         self._check_matrix("features", self.features, self.item_ids)
         if (self.user_features is None) != (self.user_ids is None):
@@ -258,8 +258,8 @@ def build_item_features(
         torch.Size([1682, 448])
         ```
     """
-    if kind not in KINDS:
-        raise DataError(f"kind must be one of {KINDS}, got {kind!r}")
+    if kind not in FEATURE_KINDS:
+        raise DataError(f"kind must be one of {FEATURE_KINDS}, got {kind!r}")
     collaborative = collaborative or CollaborativeConfig()
     if not isinstance(collaborative, CollaborativeConfig):
         raise TypeError(f"collaborative must be a CollaborativeConfig, got {type(collaborative).__name__}")

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data.split import SequentialDataset
 from ..errors import DataError, DatasetNotFoundError, InputError
+from ..utils import check_number
 
 __all__ = ["DEFAULT_TEXT_ENCODER", "default_text_encoder_path", "encode_texts", "item_texts"]
 
@@ -107,8 +108,8 @@ def encode_texts(
     bad = next((t for t in texts if not isinstance(t, str)), None)
     if bad is not None:
         raise DataError(f"encode_texts expects strings, got {type(bad).__name__} {bad!r}")
-    if batch_size < 1 or max_length < 1:
-        raise InputError(f"batch_size and max_length must be ≥ 1, got {batch_size} and {max_length}")
+    check_number("batch_size", batch_size, 1, integer=True, error=InputError)
+    check_number("max_length", max_length, 1, integer=True, error=InputError)
     path = str(model_name_or_path) if model_name_or_path is not None else default_text_encoder_path()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -2,6 +2,7 @@
 
 __all__ = ["raise_config_errors", "reject_unknown_kwargs"]
 
+import dataclasses
 import functools
 
 from huggingface_hub.errors import StrictDataclassError
@@ -44,11 +45,19 @@ def reject_unknown_kwargs(config, kwargs: dict) -> None:
 
 def raise_config_errors(cls):
     """Class decorator (outermost, above ``@strict``): a field of the wrong type raises a
-    :class:`~contrec_hf.errors.ConfigError` naming the field, like every other invalid option."""
+    :class:`~contrec_hf.errors.ConfigError` naming the field, like every other invalid option.
+
+    An integer given to a ``float`` field is taken as that float (``ranking_loss_weight=4`` is 4.0), as Python's
+    own arithmetic would; ``@strict`` alone refuses it.
+    """
     strict_init = cls.__init__
+    floats = {f.name for f in dataclasses.fields(cls) if f.type in (float, float | None)}
 
     @functools.wraps(strict_init)
     def __init__(self, *args, **kwargs):
+        for name in floats.intersection(kwargs):
+            if isinstance(kwargs[name], int) and not isinstance(kwargs[name], bool):
+                kwargs[name] = float(kwargs[name])
         try:
             strict_init(self, *args, **kwargs)
         except StrictDataclassError as err:

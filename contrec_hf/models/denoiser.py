@@ -25,7 +25,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.utils import BaseOutput
 from torch import nn
 
-from ..errors import ConfigError, InputError
+from ..errors import InputError
+from ..utils import check_number
 
 __all__ = ["ContRecDenoiser", "ContRecDenoiserOutput", "dispersive_loss"]
 
@@ -41,8 +42,7 @@ def dispersive_loss(representations: torch.Tensor, temperature: float = 1.0) -> 
         `torch.Tensor` of shape `()`. It is ≤ 0 and *decreases* as the batch spreads out (0 when all
         representations coincide).
     """
-    if temperature <= 0:
-        raise ConfigError(f"temperature must be > 0, got {temperature}")
+    check_number("temperature", temperature, 0.0, low_open=True)
     r = representations.flatten(1)  # [B, d]
     distances = torch.cdist(r, r).pow(2)  # [B, B], ‖r_i − r_j‖²
     logits = -distances / (r.shape[1] * temperature)
@@ -118,11 +118,9 @@ class ContRecDenoiser(ModelMixin, ConfigMixin):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        for name, value in (("latent_dim", latent_dim), ("condition_dim", condition_dim)):
-            if value < 1:
-                raise ConfigError(f"{name} must be ≥ 1, got {value}")
-        if hidden_dim < 1 or num_blocks < 1:
-            raise ConfigError(f"hidden_dim and num_blocks must be ≥ 1, got {hidden_dim} and {num_blocks}")
+        sizes = {"latent_dim": latent_dim, "condition_dim": condition_dim, "hidden_dim": hidden_dim}
+        for name, value in {**sizes, "num_blocks": num_blocks}.items():
+            check_number(name, value, 1, integer=True)
         self.input_proj = nn.Linear(latent_dim, hidden_dim)
         self.time_proj = Timesteps(hidden_dim, flip_sin_to_cos=True, downscale_freq_shift=0)
         self.time_embedding = TimestepEmbedding(hidden_dim, hidden_dim)

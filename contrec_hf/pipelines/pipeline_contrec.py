@@ -22,6 +22,7 @@ from ..errors import CheckpointError, ConfigError, DataError, InputError
 from ..models.contrec import ContRecForRecommendation
 from ..models.contrec.configuration_contrec import READOUTS
 from ..saving import AtomicSaveMixin, load_guard, local_folder
+from ..utils import check_number
 from .catalog import ContRecCatalog
 
 __all__ = ["READOUTS", "ContRecDiffusionPipeline", "ContRecPipelineOutput"]
@@ -37,10 +38,6 @@ _UNSUPPORTED = {
 _RECOMMENDED = (
     "DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler"
 )
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 @dataclass
@@ -281,10 +278,8 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
         )  # checked before any work
         if output_type not in ("pt", "np"):
             raise InputError(f"output_type must be 'pt' or 'np', got {output_type!r}")
-        if not _is_int(top_k) or not 1 <= top_k <= self.catalog.num_items:
-            raise InputError(
-                f"top_k must be an integer between 1 and the catalog size {self.catalog.num_items}, got {top_k!r}"
-            )
+        wanted = f"an integer between 1 and the catalog size {self.catalog.num_items}"
+        check_number("top_k", top_k, 1, self.catalog.num_items, integer=True, error=InputError, wanted=wanted)
         self._check_scheduler()
         indices = self._histories(histories)
 

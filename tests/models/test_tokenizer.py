@@ -141,7 +141,7 @@ def test_save_load_auto_round_trip(features, tmp_path):
 @pytest.mark.parametrize(
     ("kwargs", "error", "message"),
     [
-        ({"num_tokens": 0}, ValueError, "num_tokens must be ≥ 1"),
+        ({"num_tokens": 0}, ValueError, "num_tokens must be an integer ≥ 1"),
         ({"mask_ratio": 1.5}, ValueError, "mask_ratio"),
         ({"sigma_std": -1.0}, ValueError, "sigma_std"),
         ({"encoder_hidden_sizes": [0]}, ValueError, "encoder_hidden_sizes"),
@@ -149,7 +149,7 @@ def test_save_load_auto_round_trip(features, tmp_path):
         ({"model_type": "llama"}, ValueError, "belongs to another model"),
         ({"num_tokens": "2"}, Exception, "num_tokens"),
         ({"quantizer": "rq"}, Exception, "quantizer"),
-        ({"quantizer": "vq", "codebook_size": 0}, ValueError, "codebook_size must be ≥ 1"),
+        ({"quantizer": "vq", "codebook_size": 0}, ValueError, "codebook_size must be an integer ≥ 1"),
         ({"commitment_weight": -0.1}, ValueError, "commitment_weight"),
     ],
 )

@@ -7,6 +7,7 @@ from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
 from ...errors import ConfigError
+from ...utils import check_number
 from ..config_utils import raise_config_errors, reject_unknown_kwargs
 from ..tokenizer import ContRecTokenizerConfig
 
@@ -16,6 +17,7 @@ PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 # The read-outs of `ContRecDiffusionHead.read_out`: the x₀ estimate, one sample, the mean of N samples.
 READOUTS = ("x0", "sample", "mean")
 ITEM_TABLES = ("latent", "tokens", "residual")
+NOISE_SCHEDULES = ("exp", "linear", "scaled_linear", "squaredcos_cap_v2")
 
 # A small Llama that trains in minutes on a CPU: the default backbone of the main job and of the tests.
 TINY_LLAMA = {
@@ -143,8 +145,8 @@ class ContRecConfig(PreTrainedConfig):
     denoiser_hidden_size: int = 256
     denoiser_num_blocks: int = 3
     num_train_timesteps: int = 200
-    noise_schedule: Literal["exp", "linear", "scaled_linear", "squaredcos_cap_v2"] = "exp"
-    prediction_type: Literal["epsilon", "sample", "v_prediction"] = "sample"
+    noise_schedule: Literal[NOISE_SCHEDULES] = "exp"
+    prediction_type: Literal[PREDICTION_TYPES] = "sample"
     condition_dropout: float = 0.1
     lm_loss_weight: float = 0.5
     dispersive_loss_weight: float = 0.5
@@ -160,9 +162,9 @@ class ContRecConfig(PreTrainedConfig):
     ranking_negatives: int = 0
     preference_loss_weight: float = 0.0
     preference_gamma: float = 5.0
-    item_table: Literal["latent", "tokens", "residual"] = "latent"
+    item_table: Literal[ITEM_TABLES] = "latent"
     num_catalog_items: int | None = None
-    readout: Literal["x0", "sample", "mean"] = "x0"
+    readout: Literal[READOUTS] = "x0"
     guidance_scale: float = 1.0
     num_inference_steps: int = 50
     tie_word_embeddings: bool = False
@@ -171,22 +173,19 @@ class ContRecConfig(PreTrainedConfig):
         reject_unknown_kwargs(self, kwargs)
         super().__post_init__(**kwargs)
         self._check_causal_lm()
-        if self.prediction_type not in PREDICTION_TYPES:
-            raise ConfigError(f"prediction_type must be one of {PREDICTION_TYPES}, got {self.prediction_type!r}")
+        # The choices (Literal fields) and the types are checked by @strict; the ranges here.
         for name in ("max_history", "max_title_length", "projector_hidden_size", "condition_dim",
                      "denoiser_hidden_size", "denoiser_num_blocks", "num_train_timesteps",
                      "diffusion_batch_multiplier", "num_inference_steps"):  # fmt: skip
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+            check_number(name, getattr(self, name), 1, integer=True)
         for name in ("condition_dropout", "fast_path_probability"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+            check_number(name, getattr(self, name), 0.0, 1.0)
         for name in ("lm_loss_weight", "dispersive_loss_weight", "dispersive_temperature", "history_diffusion_weight",
                      "ranking_loss_weight", "preference_loss_weight", "guidance_scale"):  # fmt: skip
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
-        if self.item_table not in ITEM_TABLES:
-            raise ConfigError(f"item_table must be one of {ITEM_TABLES}, got {self.item_table!r}")
+            check_number(name, getattr(self, name), 0.0)
+        check_number("ranking_negatives", self.ranking_negatives, 0, integer=True)  # 0: the full softmax
+        check_number("preference_gamma", self.preference_gamma, 0.0, low_open=True)
+        check_number("ranking_temperature", self.ranking_temperature, 0.0, low_open=True)
         if self.item_table != "latent" and self.ranking_loss_weight == 0:
             raise ConfigError(
                 f"item_table={self.item_table!r} is learned through the ranking loss: set ranking_loss_weight > 0"
@@ -196,12 +195,6 @@ class ContRecConfig(PreTrainedConfig):
                 "item_table='residual' learns one row per item: set num_catalog_items ≥ 1, "
                 f"got {self.num_catalog_items}"
             )
-        if self.ranking_negatives < 0:
-            raise ConfigError(f"ranking_negatives must be ≥ 0 (0 = the full softmax), got {self.ranking_negatives}")
-        if self.preference_gamma <= 0:
-            raise ConfigError(f"preference_gamma must be > 0, got {self.preference_gamma}")
-        if self.ranking_temperature <= 0:
-            raise ConfigError(f"ranking_temperature must be > 0, got {self.ranking_temperature}")
         if self.regression_head and self.prediction_type != "sample":
             raise ConfigError(
                 f"regression_head regresses x₀ and needs prediction_type='sample', got {self.prediction_type!r}"

@@ -6,6 +6,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
 from ...errors import ConfigError
+from ...utils import check_number
 from ..config_utils import raise_config_errors, reject_unknown_kwargs
 
 __all__ = ["ContRecTokenizerConfig"]
@@ -78,18 +79,14 @@ class ContRecTokenizerConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         self.encoder_hidden_sizes = [int(s) for s in self.encoder_hidden_sizes]
         self.decoder_hidden_sizes = [int(s) for s in self.decoder_hidden_sizes]
-        if self.quantizer not in ("none", "vq"):
-            raise ConfigError(f"quantizer must be 'none' or 'vq', got {self.quantizer!r}")
+        # The choices (Literal fields) and the types are checked by @strict; the ranges here.
         for name in ("input_dim", "num_tokens", "token_dim", "codebook_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+            check_number(name, getattr(self, name), 1, integer=True)
         for name in ("encoder_hidden_sizes", "decoder_hidden_sizes"):
             if any(s < 1 for s in getattr(self, name)):
                 raise ConfigError(f"{name} must hold positive widths, got {getattr(self, name)}")
         for name in ("dropout", "mask_ratio"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+            check_number(name, getattr(self, name), 0.0, 1.0, high_open=True)
         for name in ("sigma_std", "mu_regularizer_weight", "barlow_twins_weight", "barlow_offdiag_weight",
                      "commitment_weight"):  # fmt: skip
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+            check_number(name, getattr(self, name), 0.0)
