@@ -21,7 +21,7 @@ from _report import ROOT, parse_device, provenance, write_section
 from contrec_hf.data import load_sequential_dataset
 from contrec_hf.features import build_item_features
 from contrec_hf.models import ContRecTokenizerConfig
-from contrec_hf.training import TokenizerTrainingArguments, train_tokenizer
+from contrec_hf.training import TokenizerTrainingArguments, train_item_tokenizer
 
 VARIANTS = {
     "all three on (default)": {},
@@ -56,7 +56,7 @@ def main() -> None:
         for seed in args.seeds:
             config = ContRecTokenizerConfig(input_dim=features.dim, **switches)
             training = TokenizerTrainingArguments(seed=seed, device=args.device)
-            result = train_tokenizer(features.features, config, training, progress=False)
+            result = train_item_tokenizer(features.features, config, training, progress=False)
             results[name].append(result.diagnostics)
             d = result.diagnostics
             print(

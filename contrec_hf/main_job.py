@@ -233,23 +233,17 @@ def run_main_job(
     """
     from .pipelines import ContRecDiffusionPipeline
     from .training import run_tokenizer_stage
-    from .training.stage2 import check_stage2_options
 
     # Refuse bad options before anything is deleted, downloaded or trained.
-    if features not in FEATURE_KINDS:
-        raise ConfigError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
-    if recipe not in RECIPES:
-        raise ConfigError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
-    chosen = RECIPES[recipe]
-    config_overrides = {**chosen.config_overrides, **(config_overrides or {})}
-    check_stage2_options(backbone, lora, config_overrides)
+    config_overrides = _checked_options(features, recipe, backbone, lora, config_overrides)
     devices, tokenizer_args, recommender_args = _training_arguments(output, max_steps, seed, device, mixed_precision)
     output = Path(output)
     if overwrite and output.exists():
         for child in output.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     output.mkdir(parents=True, exist_ok=True)
-    _check_recipe(output / "recipe.json", {"name": recipe, **asdict(chosen), "config_overrides": config_overrides})
+    recorded = {"name": recipe, **asdict(RECIPES[recipe]), "config_overrides": config_overrides}
+    _check_recipe(output / "recipe.json", recorded)
     stages = _Stages(output)
 
     def data_stage():
@@ -283,6 +277,19 @@ def run_main_job(
     metrics = _collect_metrics(output, data, recipe)
     _write_report(output, data, recipe, pipe.recommender.config, metrics)  # cheap; always matches metrics.json
     return metrics
+
+
+def _checked_options(features: str, recipe: str, backbone: str, lora: bool, config_overrides: dict | None) -> dict:
+    """The recipe's `ContRecConfig` overrides with the caller's on top, after every cheap check of the options."""
+    from .training.stage2 import check_stage2_options
+
+    if features not in FEATURE_KINDS:
+        raise ConfigError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
+    if recipe not in RECIPES:
+        raise ConfigError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
+    config_overrides = {**RECIPES[recipe].config_overrides, **(config_overrides or {})}
+    check_stage2_options(backbone, lora, config_overrides)
+    return config_overrides
 
 
 def _training_arguments(output, max_steps, seed: int, device: str | None, mixed_precision: str | None) -> tuple:

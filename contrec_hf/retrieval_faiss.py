@@ -139,24 +139,7 @@ class FaissIndex:
             index.hnsw.efConstruction = ef_construction
             index.hnsw.efSearch = ef_search
         else:
-            nlist = max(1, min(n, int(4 * math.sqrt(n)))) if nlist is None else _positive_int("nlist", nlist)
-            if nlist > n:
-                raise InputError(f"nlist={nlist} exceeds the {n} items to cluster")
-            nprobe = min(16, nlist) if nprobe is None else _positive_int("nprobe", nprobe)
-            if nprobe > nlist:
-                raise InputError(f"nprobe={nprobe} exceeds nlist={nlist}")
-            index = faiss.IndexIVFFlat(faiss.IndexFlat(d, faiss_metric), d, nlist, faiss_metric)
-            index.cp.seed = seed
-            train = vectors
-            if train_size is not None:
-                train_size = _positive_int("train_size", train_size)
-                if train_size < nlist:
-                    raise InputError(f"train_size={train_size} is below nlist={nlist}: every list needs a point")
-                if train_size < n:
-                    rows = np.random.default_rng(seed).choice(n, train_size, replace=False)
-                    train = vectors[np.sort(rows)]
-                index.cp.max_points_per_centroid = max(1, math.ceil(train.shape[0] / nlist))
-            index.train(train)
+            index, nlist, nprobe = self._ivf_index(vectors, faiss_metric, nlist, nprobe, train_size, seed)
             self.nlist = nlist
         self.hnsw_m = hnsw_m if kind == "hnsw" else None
         self.ef_search = ef_search if kind == "hnsw" else None
@@ -169,6 +152,29 @@ class FaissIndex:
             self.set_search_parameters(nprobe=nprobe)
         elif nprobe is not None:
             _positive_int("nprobe", nprobe)
+
+    def _ivf_index(self, vectors: np.ndarray, faiss_metric, nlist, nprobe, train_size, seed: int) -> tuple:
+        """A trained IVF index over ``vectors`` `[n, d]`, with its ``nlist`` and ``nprobe`` (defaults filled in)."""
+        faiss, (n, d) = self._faiss, vectors.shape
+        nlist = max(1, min(n, int(4 * math.sqrt(n)))) if nlist is None else _positive_int("nlist", nlist)
+        if nlist > n:
+            raise InputError(f"nlist={nlist} exceeds the {n} items to cluster")
+        nprobe = min(16, nlist) if nprobe is None else _positive_int("nprobe", nprobe)
+        if nprobe > nlist:
+            raise InputError(f"nprobe={nprobe} exceeds nlist={nlist}")
+        index = faiss.IndexIVFFlat(faiss.IndexFlat(d, faiss_metric), d, nlist, faiss_metric)
+        index.cp.seed = seed
+        train = vectors
+        if train_size is not None:
+            train_size = _positive_int("train_size", train_size)
+            if train_size < nlist:
+                raise InputError(f"train_size={train_size} is below nlist={nlist}: every list needs a point")
+            if train_size < n:
+                rows = np.random.default_rng(seed).choice(n, train_size, replace=False)
+                train = vectors[np.sort(rows)]
+            index.cp.max_points_per_centroid = max(1, math.ceil(train.shape[0] / nlist))
+        index.train(train)
+        return index, nlist, nprobe
 
     def set_search_parameters(self, *, nprobe: int | None = None, ef_search: int | None = None) -> None:
         """Change the search breadth without rebuilding: ``nprobe`` (IVF, 1 … nlist) or ``ef_search`` (HNSW)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..models.contrec.configuration_contrec import READOUTS
+from ..models.diffusion_head import READOUTS
 from .arguments import add_dataclass_arguments
 
 __all__ = ["STAGE2_CONFIG_FIELDS", "build_parser"]

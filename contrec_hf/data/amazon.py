@@ -438,6 +438,51 @@ def _hub_table(repo_id: str, config: str, columns: list[str], category: str) -> 
     return loaded.select_columns(keep).to_pandas()
 
 
+def _hub_reviews_2023(repo_id: str, category: str | None, meta_path, item_key: str) -> tuple:
+    """The reviews of a Hub dataset (``raw_review_<category>``), with its metadata table unless ``meta_path``
+    names a local file: ``(reviews, meta_table, meta_file, source)``."""
+    if category is None:
+        raise DataError(
+            f"loading {repo_id!r} from the Hub needs category= (e.g. 'All_Beauty'): it picks the configs "
+            "raw_review_<category> and raw_meta_<category>"
+        )
+    if _hub_offline():
+        raise DatasetNotFoundError(
+            f"{repo_id!r} is neither a local file or folder nor reachable: the Hugging Face Hub is offline "
+            f"(HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set). Download {category}.jsonl and "
+            f"meta_{category}.jsonl and pass their folder as path="
+        )
+    review_columns = ["user_id", "asin", "parent_asin", "rating", "timestamp"]
+    raw = _hub_table(repo_id, f"raw_review_{category}", review_columns, category)
+    reviews = _reviews_frame_2023(raw, item_key, f"{repo_id} (raw_review_{category})")
+    meta_file = Path(meta_path) if meta_path is not None else None
+    meta_table = None
+    if meta_file is None:
+        meta_columns = ["parent_asin", "title", "main_category", "categories"]
+        meta_table = _hub_table(repo_id, f"raw_meta_{category}", meta_columns, category)
+    return reviews, meta_table, meta_file, f"{repo_id} (raw_review_{category})"
+
+
+def _local_reviews_2023(path: Path, category: str | None, meta_path, item_key: str) -> tuple:
+    """The reviews of a local file or folder, and the metadata file beside them (or ``meta_path``):
+    ``(reviews, category, meta_file, source)``."""
+    if not path.exists():
+        raise DatasetNotFoundError(f"Amazon 2023 reviews file or folder {path} does not exist")
+    if path.is_dir():
+        category, files = _find_reviews_2023(path, category)
+    else:
+        files = [path]
+        parsed = _parse_name_2023(path.name)
+        category = category or (parsed[0] if parsed else path.name.split(".")[0])
+    reviews = pd.concat([_read_reviews_2023(f, item_key) for f in files], ignore_index=True)
+    if meta_path is not None:
+        meta_file = Path(meta_path)
+    else:
+        candidates = [files[0].parent / f"meta_{category}{suffix}" for suffix in _META_SUFFIXES_2023]
+        meta_file = next((c for c in candidates if c.is_file()), None)
+    return reviews, category, meta_file, str(path)
+
+
 def load_amazon2023(
     path: str | Path,
     *,
@@ -487,47 +532,11 @@ def load_amazon2023(
         raise DataError(f"item_key must be 'parent_asin' or 'asin', got {item_key!r}")
     if meta_path is not None and not Path(meta_path).is_file():
         raise DatasetNotFoundError(f"Amazon 2023 metadata file {meta_path} does not exist")
-    review_columns = ["user_id", "asin", "parent_asin", "rating", "timestamp"]
     if _looks_like_hub_id(path):
-        repo_id = str(path)
-        if category is None:
-            raise DataError(
-                f"loading {repo_id!r} from the Hub needs category= (e.g. 'All_Beauty'): it picks the configs "
-                "raw_review_<category> and raw_meta_<category>"
-            )
-        if _hub_offline():
-            raise DatasetNotFoundError(
-                f"{repo_id!r} is neither a local file or folder nor reachable: the Hugging Face Hub is offline "
-                f"(HF_HUB_OFFLINE or HF_DATASETS_OFFLINE is set). Download {category}.jsonl and "
-                f"meta_{category}.jsonl and pass their folder as path="
-            )
-        source = f"{repo_id} (raw_review_{category})"
-        raw = _hub_table(repo_id, f"raw_review_{category}", review_columns, category)
-        reviews = _reviews_frame_2023(raw, item_key, source)
-        meta_file = Path(meta_path) if meta_path is not None else None
-        meta_table = None
-        if meta_file is None:
-            meta_table = _hub_table(
-                repo_id, f"raw_meta_{category}", ["parent_asin", "title", "main_category", "categories"], category
-            )
+        reviews, meta_table, meta_file, source = _hub_reviews_2023(str(path), category, meta_path, item_key)
     else:
-        path = Path(path)
-        if not path.exists():
-            raise DatasetNotFoundError(f"Amazon 2023 reviews file or folder {path} does not exist")
-        if path.is_dir():
-            category, files = _find_reviews_2023(path, category)
-        else:
-            files = [path]
-            parsed = _parse_name_2023(path.name)
-            category = category or (parsed[0] if parsed else path.name.split(".")[0])
-        source = str(path)
-        reviews = pd.concat([_read_reviews_2023(f, item_key) for f in files], ignore_index=True)
+        reviews, category, meta_file, source = _local_reviews_2023(Path(path), category, meta_path, item_key)
         meta_table = None
-        if meta_path is not None:
-            meta_file = Path(meta_path)
-        else:
-            candidates = [files[0].parent / f"meta_{category}{suffix}" for suffix in _META_SUFFIXES_2023]
-            meta_file = next((c for c in candidates if c.is_file()), None)
 
     wanted = set(reviews["parent_asin"].dropna().astype(str).str.strip())
     meta = None

@@ -38,6 +38,24 @@ class EvaluationResult:
     ranks: torch.Tensor
 
 
+def _checked_scores(scores, rows: int, num_items: int, start: int) -> torch.Tensor:
+    """A scorer's `[rows, num_items]` answer for the users from ``start`` on, checked, as float32 or float64."""
+    if not isinstance(scores, torch.Tensor):
+        raise EvaluationError(f"the scorer must return a torch.Tensor, got {type(scores).__name__}")
+    if scores.shape != (rows, num_items):
+        raise EvaluationError(
+            f"the scorer returned scores of shape {tuple(scores.shape)}, expected ({rows}, {num_items})"
+        )
+    if not torch.isfinite(scores).all():
+        raise EvaluationError(
+            f"the scorer returned {int((~torch.isfinite(scores)).sum())} non-finite score(s) for users "
+            f"{start}…{start + rows - 1}; refusing to rank them (a NaN would count as a hit)"
+        )
+    # Rank in the scorer's own precision: float64 stays float64 (a cast to float32 would turn large finite
+    # scores into ±inf and small differences into ties); integers and half precision are upcast losslessly.
+    return scores if scores.dtype in (torch.float32, torch.float64) else scores.float()
+
+
 def evaluate_scorer(
     scorer: Scorer,
     histories: Sequence[Sequence[int]],
@@ -98,22 +116,7 @@ def evaluate_scorer(
             scores = scorer(batch_histories)
         else:
             scores = scorer(batch_histories, list(users[start : start + batch_size]))
-        if not isinstance(scores, torch.Tensor):
-            raise EvaluationError(f"the scorer must return a torch.Tensor, got {type(scores).__name__}")
-        if scores.shape != (len(batch_histories), num_items):
-            raise EvaluationError(
-                f"the scorer returned scores of shape {tuple(scores.shape)}, expected ({len(batch_histories)}, "
-                f"{num_items})"
-            )
-        if not torch.isfinite(scores).all():
-            raise EvaluationError(
-                f"the scorer returned {int((~torch.isfinite(scores)).sum())} non-finite score(s) for users "
-                f"{start}…{start + len(batch_histories) - 1}; refusing to rank them (a NaN would count as a hit)"
-            )
-        # Rank in the scorer's own precision: float64 stays float64 (a cast to float32 would turn large finite
-        # scores into ±inf and small differences into ties); integers and half precision are upcast losslessly.
-        if scores.dtype not in (torch.float32, torch.float64):
-            scores = scores.float()
+        scores = _checked_scores(scores, len(batch_histories), num_items, start)
         scores = mask_history(scores.detach().clone(), batch_histories)
         all_ranks.append(target_ranks(scores, batch_targets, ties=ties).cpu())
     ranks = torch.cat(all_ranks)

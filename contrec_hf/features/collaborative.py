@@ -245,6 +245,42 @@ def _evaluate(model: CollaborativeModel, data: SequentialDataset, batch_size: in
     )
 
 
+def _bpr_loss(model, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, weight_decay: float):
+    """BPR (Rendle et al. 2009, Eq. 4) of a batch `[B]` users, `[B]` positives, `[B, K]` negatives, plus the
+    L2 penalty on their layer-0 embeddings (LightGCN's)."""
+    user_emb, item_emb = model()  # [U, dim], [I, dim]
+    # gather_rows, not item_emb[...]: indexing's backward adds repeated rows in a run-dependent order
+    u = gather_rows(user_emb, users)  # [B, dim]
+    pos = (u * gather_rows(item_emb, positives)).sum(-1)  # [B]
+    neg = (u.unsqueeze(1) * gather_rows(item_emb, negatives)).sum(-1)  # [B, K]
+    bpr = -F.logsigmoid(pos.unsqueeze(1) - neg).mean()
+    reg = (
+        model.user_embedding(users).pow(2).sum(-1).mean()
+        + model.item_embedding(positives).pow(2).sum(-1).mean()
+        + model.item_embedding(negatives).pow(2).sum(-1).mean()
+    ) / 2
+    return bpr + weight_decay * reg
+
+
+def _train_epoch(model, optimizer, pairs: tuple, num_items: int, config: CollaborativeConfig, generator) -> float:
+    """One BPR pass over the training ``pairs`` (users `[P]`, items `[P]`, their sorted keys `[P]`) in a seeded
+    order; returns the summed loss (times batch sizes)."""
+    users, items, known = pairs
+    model.train()
+    total = 0.0
+    order = torch.randperm(len(users), generator=generator)  # [P]
+    for start in range(0, len(order), config.batch_size):
+        batch = order[start : start + config.batch_size]  # [B]
+        batch_users, batch_pos = users[batch], items[batch]  # [B], [B]
+        batch_neg = _sample_negatives(batch_users, config.num_negatives, num_items, known, generator)
+        loss = _bpr_loss(model, batch_users, batch_pos, batch_neg, config.weight_decay)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(batch)
+    return total
+
+
 def train_collaborative(
     data: SequentialDataset, config: CollaborativeConfig | None = None, progress: bool = True
 ) -> CollaborativeResult:
@@ -285,29 +321,8 @@ def train_collaborative(
     best_recall, best_epoch, best_metrics, best_state, stale = -1.0, 0, {}, None, 0
     bar = tqdm(range(1, config.max_epochs + 1), desc=f"{config.method} training", disable=not progress)
     for epoch in bar:
-        model.train()
-        started, total = time.perf_counter(), 0.0
-        order = torch.randperm(len(users), generator=generator)  # [P]
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]  # [B]
-            batch_users, batch_pos = users[batch], items[batch]  # [B], [B]
-            batch_neg = _sample_negatives(batch_users, config.num_negatives, data.num_items, known, generator)
-            user_emb, item_emb = model()  # [U, dim], [I, dim]
-            # gather_rows, not item_emb[...]: indexing's backward adds repeated rows in a run-dependent order
-            u = gather_rows(user_emb, batch_users)  # [B, dim]
-            pos = (u * gather_rows(item_emb, batch_pos)).sum(-1)  # [B]
-            neg = (u.unsqueeze(1) * gather_rows(item_emb, batch_neg)).sum(-1)  # [B, K]
-            bpr = -F.logsigmoid(pos.unsqueeze(1) - neg).mean()  # BPR-Opt (Rendle et al. 2009, Eq. 4)
-            reg = (
-                model.user_embedding(batch_users).pow(2).sum(-1).mean()
-                + model.item_embedding(batch_pos).pow(2).sum(-1).mean()
-                + model.item_embedding(batch_neg).pow(2).sum(-1).mean()
-            ) / 2
-            loss = bpr + config.weight_decay * reg
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(batch)
+        started = time.perf_counter()
+        total = _train_epoch(model, optimizer, (users, items, known), data.num_items, config, generator)
         record: dict[str, float] = {
             "epoch": epoch,
             "loss": total / len(users),

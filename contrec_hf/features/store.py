@@ -221,6 +221,18 @@ def _load_cache(cache_dir: Path, data: SequentialDataset, recipe: dict) -> ItemF
     return cached
 
 
+def _collaborative_metadata(config: CollaborativeConfig, result) -> dict[str, Any]:
+    """What the features' metadata records of their collaborative part (a [`CollaborativeResult`])."""
+    return {
+        "method": config.method,
+        "collaborative_dim": config.dim,
+        "seed": config.seed,
+        "best_epoch": result.best_epoch,
+        "validation_recall@20": result.best_recall,
+        "validation_ndcg@10": result.validation_metrics.get("ndcg@10"),
+    }
+
+
 def build_item_features(
     data: SequentialDataset,
     kind: str,
@@ -277,16 +289,7 @@ def build_item_features(
         result = train_collaborative(data, collaborative, progress=progress)
         parts.append(result.item_embeddings)  # [I, dim]
         user_features, user_ids = result.user_embeddings, list(data.user_ids)  # [U, dim]
-        metadata.update(
-            {
-                "method": collaborative.method,
-                "collaborative_dim": collaborative.dim,
-                "seed": collaborative.seed,
-                "best_epoch": result.best_epoch,
-                "validation_recall@20": result.best_recall,
-                "validation_ndcg@10": result.validation_metrics.get("ndcg@10"),
-            }
-        )
+        metadata.update(_collaborative_metadata(collaborative, result))
     if kind in ("text", "hybrid"):
         parts.append(encode_texts(item_texts(data), text_encoder, progress=progress))  # [I, hidden]
         metadata["text_dim"] = parts[-1].shape[1]

@@ -26,13 +26,21 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..errors import InputError
-from .contrec.configuration_contrec import READOUTS
 from .denoiser import ContRecDenoiser, dispersive_loss
 
 if TYPE_CHECKING:
     from .contrec.configuration_contrec import ContRecConfig
 
-__all__ = ["READOUTS", "ContRecDiffusionHead", "DiffusionHeadOutput", "build_noise_scheduler", "exp_noise_betas"]
+__all__ = [
+    "NOISE_SCHEDULES", "READOUTS", "ContRecDiffusionHead", "DiffusionHeadOutput", "build_noise_scheduler",
+    "exp_noise_betas",
+]  # fmt: skip
+
+# The read-outs of `ContRecDiffusionHead.read_out`: the x₀ estimate, one sample, the mean of N samples. This is
+# their one home: `ContRecConfig.readout`, the pipeline, the trainer and the CLI take their choices from here.
+READOUTS = ("x0", "sample", "mean")
+# The noise schedules of `build_noise_scheduler`: the authors' "exp" VP schedule and diffusers' beta schedules.
+NOISE_SCHEDULES = ("exp", "linear", "scaled_linear", "squaredcos_cap_v2")
 
 
 def exp_noise_betas(num_steps: int = 200, beta_min: float = 0.1, beta_max: float = 10.0) -> list[float]:

@@ -20,7 +20,7 @@ from .. import retrieval
 from ..data.prompts import ContRecCollator, PromptBuilder
 from ..errors import CheckpointError, ConfigError, DataError, InputError
 from ..models.contrec import ContRecForRecommendation
-from ..models.contrec.configuration_contrec import READOUTS
+from ..models.diffusion_head import READOUTS
 from ..saving import AtomicSaveMixin, load_guard, local_folder
 from ..utils import check_number
 from .catalog import ContRecCatalog

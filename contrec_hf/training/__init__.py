@@ -8,7 +8,7 @@ from .tokenizer import (
     TokenizerTrainingResult,
     run_tokenizer_stage,
     split_items,
-    train_tokenizer,
+    train_item_tokenizer,
 )
 
 __all__ = [
@@ -25,6 +25,6 @@ __all__ = [
     "run_recommender_stage",
     "run_tokenizer_stage",
     "split_items",
-    "train_tokenizer",
+    "train_item_tokenizer",
     "unused_parameters",
 ]

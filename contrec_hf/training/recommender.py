@@ -29,7 +29,7 @@ from ..data.split import SequentialDataset
 from ..errors import ConfigError, ContRecError, InputError
 from ..evaluation import evaluate_scorer
 from ..models.contrec import ContRecForRecommendation
-from ..models.contrec.configuration_contrec import READOUTS
+from ..models.diffusion_head import READOUTS
 from ..retrieval import latent_scores
 from ..saving import atomic_directory
 from ..utils import require_positive, set_seed, write_json
@@ -215,6 +215,13 @@ class RecommenderTrainer:
 
     # ------------------------------------------------------------------------------------ schedule
     def _lr_factor(self, step: int) -> float:
+        """The learning-rate factor of ``step``: linear warm-up, then cosine decay to 0.
+
+        Not `transformers.get_cosine_schedule_with_warmup`, on purpose: its warm-up starts at factor 0 (step /
+        warmup), which makes the first step a no-op, where this one starts at 1 / warmup; switching would change
+        every trained weight of every saved run and benchmark. The factor is computed from the step alone, so a
+        resumed run needs no scheduler state in its checkpoint.
+        """
         if step < self.args.warmup_steps:
             return (step + 1) / self.args.warmup_steps
         progress = (step - self.args.warmup_steps) / max(1, self.args.max_steps - self.args.warmup_steps)

@@ -26,13 +26,13 @@ __all__ = [
     "TokenizerTrainingResult",
     "run_tokenizer_stage",
     "split_items",
-    "train_tokenizer",
+    "train_item_tokenizer",
 ]
 
 
 @dataclass
 class TokenizerTrainingArguments:
-    """How :func:`train_tokenizer` trains.
+    """How :func:`train_item_tokenizer` trains.
 
     Attributes:
         batch_size (`int`): items per step.
@@ -72,7 +72,7 @@ class TokenizerTrainingArguments:
 
 @dataclass
 class TokenizerTrainingResult:
-    """What :func:`train_tokenizer` returns: the best tokenizer, its diagnostics and the per-epoch history."""
+    """What :func:`train_item_tokenizer` returns: the best tokenizer, its diagnostics and the per-epoch history."""
 
     tokenizer: ContRecTokenizer
     diagnostics: dict[str, Any]
@@ -103,7 +103,25 @@ def reconstruction_mse(tokenizer: ContRecTokenizer, features: torch.Tensor) -> f
     return float(torch.mean((tokenizer.decode(mu, denormalize=False) - tokenizer.normalize(features)) ** 2))
 
 
-def train_tokenizer(
+def _train_epoch(
+    tokenizer: ContRecTokenizer, train_x: torch.Tensor, order: torch.Tensor, optimizer, scaler, args
+) -> float:
+    """One pass over ``train_x`` `[n, input_dim]` in ``order``; returns the mean training loss per item."""
+    tokenizer.train()
+    device, total = train_x.device, 0.0
+    for start in range(0, len(order), args.batch_size):
+        batch = train_x[order[start : start + args.batch_size]]
+        with autocast(device, args.mixed_precision):
+            loss = tokenizer(batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        total += loss.item() * len(batch)
+    return total / len(order)
+
+
+def train_item_tokenizer(
     features: torch.Tensor,
     config: ContRecTokenizerConfig,
     args: TokenizerTrainingArguments | None = None,
@@ -115,10 +133,10 @@ def train_tokenizer(
         ```python
         >>> import torch
         >>> from contrec_hf import ContRecTokenizerConfig
-        >>> from contrec_hf.training import TokenizerTrainingArguments, train_tokenizer
+        >>> from contrec_hf.training import TokenizerTrainingArguments, train_item_tokenizer
         >>> feats = torch.randn(200, 24)
         >>> args = TokenizerTrainingArguments(max_epochs=3)
-        >>> result = train_tokenizer(feats, ContRecTokenizerConfig(input_dim=24), args, progress=False)
+        >>> result = train_item_tokenizer(feats, ContRecTokenizerConfig(input_dim=24), args, progress=False)
         >>> sorted(result.diagnostics)[:3]
         ['dead_fraction', 'effective_rank', 'epochs']
         ```
@@ -142,26 +160,16 @@ def train_tokenizer(
     started = time.perf_counter()
     bar = tqdm(range(1, args.max_epochs + 1), desc="tokenizer training", disable=not progress)
     for epoch in bar:
-        tokenizer.train()
         order = torch.randperm(train_x.shape[0], generator=generator).to(device)  # drawn on the CPU, as before
-        total = 0.0
-        for start in range(0, len(order), args.batch_size):
-            batch = train_x[order[start : start + args.batch_size]]
-            with autocast(device, args.mixed_precision):
-                loss = tokenizer(batch).loss
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            total += loss.item() * len(batch)
+        train_loss = _train_epoch(tokenizer, train_x, order, optimizer, scaler, args)
         val_mse = reconstruction_mse(tokenizer, val_x)
-        history.append({"epoch": epoch, "train_loss": total / len(order), "val_mse": val_mse})
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_mse": val_mse})
         if val_mse < best:
             best, stale = val_mse, 0
             best_state = {k: v.detach().clone() for k, v in tokenizer.state_dict().items()}
         else:
             stale += 1
-        bar.set_postfix(train=f"{total / len(order):.4f}", val_mse=f"{val_mse:.4f}", best=f"{best:.4f}")
+        bar.set_postfix(train=f"{train_loss:.4f}", val_mse=f"{val_mse:.4f}", best=f"{best:.4f}")
         if stale >= args.patience:
             break
     tokenizer.load_state_dict(best_state)
@@ -224,7 +232,7 @@ def run_tokenizer_stage(
         progress=progress,
     )
     config = ContRecTokenizerConfig(input_dim=features.dim, **(tokenizer_kwargs or {}))
-    result = train_tokenizer(features.features, config, args, progress=progress)
+    result = train_item_tokenizer(features.features, config, args, progress=progress)
     result.diagnostics.update(feature_kind=feature_kind, dataset=data.name, features_dir=str(features_dir))
     result.tokenizer.save_pretrained(output_dir)
     write_json(output_dir / "diagnostics.json", result.diagnostics)

@@ -15,7 +15,7 @@ from contrec_hf.training import (
     TokenizerTrainingArguments,
     check_mixed_precision,
     resolve_device,
-    train_tokenizer,
+    train_item_tokenizer,
     unused_parameters,
 )
 from contrec_hf.training.recommender import RecommenderTrainer
@@ -63,7 +63,7 @@ def test_the_tokenizer_trains_in_bf16_and_is_measured_in_fp32():
 
     handle = torch.nn.modules.module.register_module_forward_hook(hook)
     try:
-        result = train_tokenizer(features, config, args, progress=False)
+        result = train_item_tokenizer(features, config, args, progress=False)
     finally:
         handle.remove()
     assert {dtype for training, dtype in seen if training} == {torch.bfloat16}

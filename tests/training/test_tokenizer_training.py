@@ -3,7 +3,7 @@ import torch
 
 from contrec_hf.errors import ConfigError
 from contrec_hf.models import ContRecTokenizerConfig
-from contrec_hf.training import TokenizerTrainingArguments, split_items, train_tokenizer
+from contrec_hf.training import TokenizerTrainingArguments, split_items, train_item_tokenizer
 
 CONFIG = {"input_dim": 37, "num_tokens": 2, "token_dim": 8, "encoder_hidden_sizes": [32], "decoder_hidden_sizes": [32]}
 
@@ -27,7 +27,7 @@ def test_split_items_is_a_seeded_partition():
 
 def test_training_learns_low_rank_features_and_reports_diagnostics():
     args = TokenizerTrainingArguments(max_epochs=60, patience=60, batch_size=32, learning_rate=3e-3)
-    result = train_tokenizer(low_rank_features(), ContRecTokenizerConfig(**CONFIG), args, progress=False)
+    result = train_item_tokenizer(low_rank_features(), ContRecTokenizerConfig(**CONFIG), args, progress=False)
     d = result.diagnostics
     # Predicting the mean scores 1.0 in the standardised space; a rank-4 signal is easy to reconstruct.
     assert d["heldout_mse"] < 0.3
@@ -40,8 +40,8 @@ def test_training_learns_low_rank_features_and_reports_diagnostics():
 
 def test_same_seed_same_tokenizer():
     args = TokenizerTrainingArguments(max_epochs=3, seed=5)
-    a = train_tokenizer(low_rank_features(), ContRecTokenizerConfig(**CONFIG), args, progress=False)
-    b = train_tokenizer(low_rank_features(), ContRecTokenizerConfig(**CONFIG), args, progress=False)
+    a = train_item_tokenizer(low_rank_features(), ContRecTokenizerConfig(**CONFIG), args, progress=False)
+    b = train_item_tokenizer(low_rank_features(), ContRecTokenizerConfig(**CONFIG), args, progress=False)
     for key, value in a.tokenizer.state_dict().items():
         assert torch.equal(value, b.tokenizer.state_dict()[key]), key
     assert a.diagnostics["heldout_mse"] == b.diagnostics["heldout_mse"]
@@ -50,11 +50,11 @@ def test_same_seed_same_tokenizer():
 def test_bad_arguments():
     config = ContRecTokenizerConfig(**CONFIG)
     with pytest.raises(ValueError, match=r"features must be \[num_items, 37\]"):
-        train_tokenizer(torch.randn(50, 36), config, progress=False)
+        train_item_tokenizer(torch.randn(50, 36), config, progress=False)
     bad = low_rank_features()
     bad[3, 3] = float("nan")
     with pytest.raises(ValueError, match="NaN or inf"):
-        train_tokenizer(bad, config, progress=False)
+        train_item_tokenizer(bad, config, progress=False)
     with pytest.raises(ValueError, match="split"):
         TokenizerTrainingArguments(split=(0.5, 0.5, 0.5))
     with pytest.raises(ValueError, match="batch_size"):
@@ -68,9 +68,10 @@ def test_device_is_validated():  # the rules themselves: tests/test_utils.py
 
 def test_cpu_device_gives_the_default_tokenizer():
     config = ContRecTokenizerConfig(**CONFIG)
-    default = train_tokenizer(low_rank_features(), config, TokenizerTrainingArguments(max_epochs=3), progress=False)
+    args = TokenizerTrainingArguments(max_epochs=3)
+    default = train_item_tokenizer(low_rank_features(), config, args, progress=False)
     args = TokenizerTrainingArguments(max_epochs=3, device="cpu")
-    cpu = train_tokenizer(low_rank_features(), config, args, progress=False)
+    cpu = train_item_tokenizer(low_rank_features(), config, args, progress=False)
     for key, value in default.tokenizer.state_dict().items():
         assert torch.equal(value, cpu.tokenizer.state_dict()[key]), key
     assert cpu.history == default.history and cpu.tokenizer.device == torch.device("cpu")
@@ -81,6 +82,6 @@ def test_cpu_device_gives_the_default_tokenizer():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_trains_on_cuda():
     args = TokenizerTrainingArguments(max_epochs=3, device="cuda")
-    result = train_tokenizer(low_rank_features(), ContRecTokenizerConfig(**CONFIG), args, progress=False)
+    result = train_item_tokenizer(low_rank_features(), ContRecTokenizerConfig(**CONFIG), args, progress=False)
     assert result.tokenizer.device.type == "cuda"
     assert 0.0 < result.diagnostics["heldout_mse"] < float("inf") and result.diagnostics["effective_rank"] > 1.0

@@ -9,15 +9,13 @@ from transformers.configuration_utils import SubConfigSpec
 from ...errors import ConfigError
 from ...utils import check_number
 from ..config_utils import raise_config_errors, reject_unknown_kwargs
+from ..diffusion_head import NOISE_SCHEDULES, READOUTS
 from ..tokenizer import ContRecTokenizerConfig
 
-__all__ = ["PREDICTION_TYPES", "READOUTS", "ContRecConfig"]
+__all__ = ["ITEM_TABLES", "PREDICTION_TYPES", "ContRecConfig"]
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
-# The read-outs of `ContRecDiffusionHead.read_out`: the x₀ estimate, one sample, the mean of N samples.
-READOUTS = ("x0", "sample", "mean")
 ITEM_TABLES = ("latent", "tokens", "residual")
-NOISE_SCHEDULES = ("exp", "linear", "scaled_linear", "squaredcos_cap_v2")
 
 # A small Llama that trains in minutes on a CPU: the default backbone of the main job and of the tests.
 TINY_LLAMA = {
