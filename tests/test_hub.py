@@ -205,6 +205,10 @@ def test_recommend_all_users_in_two_processes_writes_what_one_writes(launcher, f
     assert one["user_id"].nunique() == 4  # four batches of one user: two for each process
     pd.testing.assert_frame_equal(one, both, check_exact=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.parquet", "two.parquet"]
+    # A file a user already has is not replaced without --overwrite.
+    assert main([*args, "--output", str(tmp_path / "one.parquet")]) == 2
+    assert main([*args, "--output", str(tmp_path / "one.parquet"), "--overwrite"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "one.parquet"), one, check_exact=True)
 
 
 def test_recommend_all_users_needs_an_output(finished_run):

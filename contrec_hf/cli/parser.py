@@ -191,6 +191,7 @@ def _recommend_parser(commands) -> None:
     )
     _add_dataset_arguments(recommend)
     recommend.add_argument("--output", help="with --all-users: the .parquet file to write")
+    recommend.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     recommend.add_argument("--batch-size", type=int, default=64, help="users per pipeline call (default: 64)")
     recommend.add_argument("--top-k", type=int, default=10, help="items per user (default: 10)")
     recommend.add_argument("--scheduler", choices=sorted(SCHEDULERS), help="swap the pipeline's scheduler")

@@ -73,6 +73,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     history = [h.strip() for h in (args.history or "").split(",") if h.strip()]
     if args.all_users and not args.output:
         raise ContRecError("--all-users needs --output (a .parquet file)")
+    if args.all_users and Path(args.output).exists() and not args.overwrite:
+        raise ContRecError(f"{args.output} already exists; pass --overwrite to replace it, or pick --output")
     if not args.all_users and not history:
         raise ContRecError("give --history (comma-separated item ids, e.g. 1,50,181) or --all-users with --output")
     for name in ("top_k", "steps", "batch_size"):  # checked before the (possibly large) pipeline loads
