@@ -17,19 +17,19 @@ import math
 import numbers
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, SchedulerMixin
 from torch import nn
+from transformers import PreTrainedConfig
 from transformers.utils import ModelOutput
 
 from ..errors import InputError
 from .denoiser import ContRecDenoiser, dispersive_loss
 
-if TYPE_CHECKING:
-    from .contrec.configuration_contrec import ContRecConfig
+# The head reads a `ContRecConfig`'s fields; it is typed as transformers' base config so that the config module can
+# take READOUTS and NOISE_SCHEDULES from here without an import circle.
 
 __all__ = [
     "NOISE_SCHEDULES", "READOUTS", "ContRecDiffusionHead", "DiffusionHeadOutput", "build_noise_scheduler",
@@ -51,8 +51,8 @@ def exp_noise_betas(num_steps: int = 200, beta_min: float = 0.1, beta_max: float
     return betas.tolist()
 
 
-def build_noise_scheduler(config: ContRecConfig) -> DDPMScheduler:
-    """The training noise scheduler (DDPM) described by ``config``; ``clip_sample`` is off (latents are not images)."""
+def build_noise_scheduler(config: PreTrainedConfig) -> DDPMScheduler:
+    """The training noise scheduler (DDPM) described by ``config`` (a [`ContRecConfig`]); ``clip_sample`` is off."""
     kwargs = {
         "num_train_timesteps": config.num_train_timesteps,
         "prediction_type": config.prediction_type,
@@ -108,7 +108,7 @@ class ContRecDiffusionHead(nn.Module):
         ```
     """
 
-    def __init__(self, config: ContRecConfig) -> None:
+    def __init__(self, config: PreTrainedConfig) -> None:
         super().__init__()
         self.config = config
         self.denoiser = ContRecDenoiser(
