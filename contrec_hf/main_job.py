@@ -235,14 +235,14 @@ def run_main_job(
     from .training import run_tokenizer_stage
 
     # Refuse bad options before anything is deleted, downloaded or trained.
-    config_overrides = _checked_options(features, recipe, backbone, lora, config_overrides)
+    options = _checked_options(features, recipe, backbone, lora, config_overrides)
     devices, tokenizer_args, recommender_args = _training_arguments(output, max_steps, seed, device, mixed_precision)
     output = Path(output)
     if overwrite and output.exists():
         for child in output.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     output.mkdir(parents=True, exist_ok=True)
-    recorded = {"name": recipe, **asdict(RECIPES[recipe]), "config_overrides": config_overrides}
+    recorded = {"name": recipe, **asdict(RECIPES[recipe]), "config_overrides": options.config_overrides}
     _check_recipe(output / "recipe.json", recorded)
     stages = _Stages(output)
 
@@ -261,7 +261,7 @@ def run_main_job(
     stages.run("tokenizer", tokenizer_stage, log)
 
     def recommender_stage():
-        return _train_recommender(output, data, recommender_args, backbone, lora, config_overrides, progress)
+        return _train_recommender(output, data, recommender_args, options, progress)
 
     stages.run("recommender", recommender_stage, log)
 
@@ -279,17 +279,17 @@ def run_main_job(
     return metrics
 
 
-def _checked_options(features: str, recipe: str, backbone: str, lora: bool, config_overrides: dict | None) -> dict:
-    """The recipe's `ContRecConfig` overrides with the caller's on top, after every cheap check of the options."""
-    from .training.stage2 import check_stage2_options
+def _checked_options(features: str, recipe: str, backbone: str, lora: bool, config_overrides: dict | None):
+    """Stage 2's checked `RecommenderOptions`: the recipe's `ContRecConfig` overrides with the caller's on top, after
+    every cheap check of the options."""
+    from .training import RecommenderOptions
 
     if features not in FEATURE_KINDS:
         raise ConfigError(f"features must be one of {FEATURE_KINDS}, got {features!r}")
     if recipe not in RECIPES:
         raise ConfigError(f"recipe must be one of {tuple(RECIPES)}, got {recipe!r}")
     config_overrides = {**RECIPES[recipe].config_overrides, **(config_overrides or {})}
-    check_stage2_options(backbone, lora, config_overrides)
-    return config_overrides
+    return RecommenderOptions(backbone=backbone, lora=lora, config_overrides=config_overrides)
 
 
 def _training_arguments(output, max_steps, seed: int, device: str | None, mixed_precision: str | None) -> tuple:
@@ -311,13 +311,11 @@ def _training_arguments(output, max_steps, seed: int, device: str | None, mixed_
     return devices, tokenizer_args, recommender_args
 
 
-def _train_recommender(output: Path, data, args, backbone: str, lora: bool, overrides: dict, progress: bool) -> dict:
+def _train_recommender(output: Path, data, args, options, progress: bool) -> dict:
     """Stage 2, then its best model copied (atomically) to ``output/recommender``; returns the trainer's state."""
     from .training import run_recommender_stage
 
-    trainer = run_recommender_stage(
-        data, output / "tokenizer", args, backbone=backbone, lora=lora, config_overrides=overrides, progress=progress
-    )
+    trainer = run_recommender_stage(data, output / "tokenizer", args, options=options, progress=progress)
     best = output / "recommender-training" / "best"
     if not (best / "config.json").is_file():
         raise ContRecError("stage 2 produced no best model (no validation ran)")

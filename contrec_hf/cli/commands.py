@@ -149,15 +149,13 @@ def config_overrides(args: argparse.Namespace) -> dict:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from ..training import RecommenderTrainingArguments, run_recommender_stage
-    from ..training.stage2 import check_stage2_options
+    from ..training import RecommenderOptions, RecommenderTrainingArguments, run_recommender_stage
 
     output = Path(args.output)
     training = {**dataclass_options(args, RecommenderTrainingArguments), **_device_options(args)}
     train_args = RecommenderTrainingArguments(output_dir=str(output), **training)
-    overrides = config_overrides(args)
     # Everything that can be checked cheaply is checked before anything is deleted or loaded.
-    check_stage2_options(args.backbone, args.lora, overrides)
+    options = RecommenderOptions(backbone=args.backbone, lora=args.lora, config_overrides=config_overrides(args))
     if not (Path(args.tokenizer) / "config.json").is_file():
         raise CheckpointError(f"{args.tokenizer} holds no trained tokenizer (run `contrec-hf tokenizer train`)")
     data = load_data(args)
@@ -172,9 +170,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         data,
         args.tokenizer,
         train_args,
-        backbone=args.backbone,
-        lora=args.lora,
-        config_overrides=overrides,
+        options=options,
         progress=not args.no_progress,
     )
     state, acc = trainer.state, trainer.accelerator

@@ -1,8 +1,8 @@
 """Trainers: stage 1 (the σ-VAE item tokenizer) and stage 2 (the recommender)."""
 
+from .assembly import RecommenderOptions, load_pipeline, load_stage1, prepare_recommender, run_recommender_stage
 from .devices import MIXED_PRECISIONS, check_mixed_precision, resolve_device
 from .recommender import RecommenderTrainer, RecommenderTrainingArguments, unused_parameters
-from .stage2 import load_pipeline, load_stage1, prepare_recommender, run_recommender_stage
 from .tokenizer import (
     TokenizerTrainingArguments,
     TokenizerTrainingResult,
@@ -13,6 +13,7 @@ from .tokenizer import (
 
 __all__ = [
     "MIXED_PRECISIONS",
+    "RecommenderOptions",
     "RecommenderTrainer",
     "RecommenderTrainingArguments",
     "TokenizerTrainingArguments",
