@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,12 @@ from ..evaluation import evaluate_scorer
 from ..utils import write_json
 from .popularity import PopularityRecommender
 from .sasrec import SASRecConfig, SASRecTrainer, SASRecTrainingArguments
+from .tiger import TIGERConfig, TIGERTrainer, TIGERTrainingArguments
+from .tiger.training_tiger import check_beam_size
 
 __all__ = ["BASELINES", "run_baseline"]
 
-BASELINES = ("pop", "sasrec")
+BASELINES = ("pop", "sasrec", "tiger")
 
 
 def run_baseline(
@@ -28,43 +31,68 @@ def run_baseline(
     training_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Fit baseline ``name`` (``"pop"`` or ``"sasrec"``) on ``data``'s training part, select on validation,
-    evaluate on validation and test.
+    """Fit baseline ``name`` (``"pop"``, ``"sasrec"`` or ``"tiger"``) on ``data``'s training part, select on
+    validation, evaluate on validation and test.
 
-    ``model_kwargs`` and ``training_kwargs`` go to :class:`SASRecConfig` and :class:`SASRecTrainingArguments`
-    (``training_kwargs={"device": "cuda"}`` trains and evaluates SASRec on a GPU, the default is the CPU;
-    ``"mixed_precision": "bf16"`` autocasts its training forward passes).
+    ``model_kwargs`` and ``training_kwargs`` go to :class:`SASRecConfig` and :class:`SASRecTrainingArguments`, or
+    :class:`TIGERConfig` and :class:`TIGERTrainingArguments` (``training_kwargs={"device": "cuda"}`` trains and
+    evaluates on a GPU, the default is the CPU; ``"mixed_precision": "bf16"`` autocasts the training forward passes).
+    TIGER's item features (``TIGERConfig.features``, MiniLM text by default) are cached in ``output_dir/features``.
 
-    Returns ``{"validation": metrics, "test": metrics, "seconds": …, "config": …}``. With ``output_dir`` it also
-    writes ``metrics.json`` there (and, for SASRec, the trained model and its training history).
+    Returns ``{"validation": metrics, "test": metrics, "seconds": …, "config": …}`` (TIGER adds ``"semantic_ids"``,
+    its codebook usage and collisions). With ``output_dir`` it also writes ``metrics.json`` there (and, for SASRec
+    and TIGER, the trained model in ``model/`` and its training history).
     """
     if name not in BASELINES:
         raise ConfigError(f"unknown baseline {name!r}; choose one of {BASELINES}")
     started = time.perf_counter()
+    output_dir = Path(output_dir) if output_dir is not None else None
     config: dict[str, Any] = {"model": name, "seed": seed, "dataset": data.name, "preset": data.info.get("preset")}
-    history: list[dict[str, float]] = []
+    model, history, result, batch_size = None, [], {}, 256
     if name == "pop":
         scorer = PopularityRecommender().fit(data).score
-    else:
+    elif name == "sasrec":
         model_config = SASRecConfig(num_items=data.num_items, **(model_kwargs or {}))
         args = SASRecTrainingArguments(seed=seed, **(training_kwargs or {}))
         trainer = SASRecTrainer(data, model_config, args)
         model = trainer.train(progress=progress)
         scorer, history = model.score, trainer.history
-        config.update(model=name, architecture=vars(model_config), training=vars(args))
-    result: dict[str, Any] = {}
+        config.update(architecture=vars(model_config), training=vars(args))
+    else:
+        trainer = _tiger_trainer(data, seed, output_dir, model_kwargs, training_kwargs, progress)
+        model = trainer.train(progress=progress)
+        scorer, history, result["semantic_ids"] = model.score, trainer.history, trainer.diagnostics
+        batch_size = trainer.args.eval_batch_size  # users per constrained beam search
+        config.update(architecture=asdict(trainer.config), training=asdict(trainer.args))
     for split in ("validation", "test"):
         histories, targets = data.split(split)
         evaluation = evaluate_scorer(
-            scorer, histories, targets, data.num_items, progress=progress, desc=f"{name} {split}"
+            scorer,
+            histories,
+            targets,
+            data.num_items,
+            batch_size=batch_size,
+            progress=progress,
+            desc=f"{name} {split}",
         )
         result[split] = evaluation.metrics
     result["seconds"] = time.perf_counter() - started
     result["config"] = config
     if output_dir is not None:
-        output_dir = Path(output_dir)
         write_json(output_dir / "metrics.json", result)
-        if name == "sasrec":
+        if model is not None:
             model.save_pretrained(output_dir / "model")
             write_json(output_dir / "training_history.json", history)
     return result
+
+
+def _tiger_trainer(data, seed: int, output_dir: Path | None, model_kwargs, training_kwargs, progress: bool):
+    """TIGER's trainer, every option checked before its item features are built (or reused from the cache)."""
+    from ..features import build_item_features
+
+    config = TIGERConfig(num_items=data.num_items, **(model_kwargs or {}))
+    args = TIGERTrainingArguments(seed=seed, **(training_kwargs or {}))
+    check_beam_size(config)
+    cache = output_dir / "features" if output_dir is not None else None
+    features = build_item_features(data, config.features, cache_dir=cache, progress=progress).features
+    return TIGERTrainer(data, features, config, args)

@@ -75,7 +75,7 @@ def cmd_data_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from ..baselines import SASRecConfig, SASRecTrainingArguments, run_baseline
+    from ..baselines import SASRecConfig, SASRecTrainingArguments, TIGERConfig, TIGERTrainingArguments, run_baseline
     from ..evaluation import format_metrics_table
 
     output = Path(args.output)
@@ -85,20 +85,18 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     if existing and not args.overwrite:
         raise ContRecError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or pick --output")
     devices = _device_options(args)
+    devices["mixed_precision"] = devices["mixed_precision"] or "no"
+    classes = {"sasrec": (SASRecConfig, SASRecTrainingArguments), "tiger": (TIGERConfig, TIGERTrainingArguments)}
+    kwargs = {name: {"model_kwargs": dataclass_options(args, config),
+                     "training_kwargs": {**dataclass_options(args, training), **devices}}
+              for name, (config, training) in classes.items()}  # fmt: skip
     data = load_data(args)
-    training_kwargs = dataclass_options(args, SASRecTrainingArguments)
-    training_kwargs.update(device=devices["device"], mixed_precision=devices["mixed_precision"] or "no")
     results = {}
     for model in models:
         results[model] = run_baseline(
-            model,
-            data,
-            seed=args.seed,
-            output_dir=targets[model],
-            model_kwargs=dataclass_options(args, SASRecConfig),
-            training_kwargs=training_kwargs,
-            progress=not args.no_progress,
-        )
+            model, data, seed=args.seed, output_dir=targets[model], progress=not args.no_progress,
+            **kwargs.get(model, {}),
+        )  # fmt: skip
     for split in ("validation", "test"):
         print(f"\n{data.name} — {split} (leave-one-out, full ranking, history masked, seed {args.seed})")
         print(format_metrics_table({m: r[split] for m, r in results.items()}))

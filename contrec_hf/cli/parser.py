@@ -119,10 +119,10 @@ def _data_parser(commands) -> None:
 
 
 def _baseline_parser(commands) -> None:
-    from ..baselines import BASELINES, SASRecConfig, SASRecTrainingArguments
+    from ..baselines import BASELINES, SASRecConfig, SASRecTrainingArguments, TIGERConfig, TIGERTrainingArguments
     from .commands import cmd_baseline
 
-    baseline = commands.add_parser("baseline", help="train and evaluate baselines (Pop, SASRec) on a split")
+    baseline = commands.add_parser("baseline", help="train and evaluate baselines (Pop, SASRec, TIGER) on a split")
     baseline.add_argument("--model", nargs="+", required=True, choices=BASELINES, help="one or more baselines")
     _add_dataset_arguments(baseline)
     _add_run_arguments(
@@ -131,6 +131,9 @@ def _baseline_parser(commands) -> None:
     group = baseline.add_argument_group("SASRec (SASRecConfig and SASRecTrainingArguments fields)")
     add_dataclass_arguments(group, SASRecConfig, exclude=("num_items",))
     add_dataclass_arguments(group, SASRecTrainingArguments, exclude=("seed", *_DEVICE_FIELDS))
+    group = baseline.add_argument_group("TIGER (TIGERConfig and TIGERTrainingArguments fields, as --tiger-FIELD)")
+    add_dataclass_arguments(group, TIGERConfig, exclude=("num_items",), prefix="tiger-")
+    add_dataclass_arguments(group, TIGERTrainingArguments, exclude=("seed", *_DEVICE_FIELDS), prefix="tiger-")
     _add_device_arguments(baseline)
     baseline.set_defaults(func=cmd_baseline)
 

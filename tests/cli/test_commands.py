@@ -45,6 +45,28 @@ def test_baseline_sasrec_on_a_table(tmp_path, fixtures_dir, capsys):
     assert "| pop |" in out and "| sasrec |" in out
 
 
+TIGER_TINY = ["--tiger-num-levels", "2", "--tiger-codebook-size", "2", "--tiger-latent-dim", "8",
+              "--tiger-d-model", "16", "--tiger-d-kv", "4", "--tiger-d-ff", "24", "--tiger-num-layers", "1",
+              "--tiger-rq-hidden-sizes", "19", "--tiger-max-epochs", "1", "--tiger-rq-max-epochs", "2"]  # fmt: skip
+
+
+def test_baseline_tiger_on_a_table(tmp_path, fixtures_dir, capsys):
+    """`--model tiger` trains the RQ-VAE on MiniLM title features and the T5, and saves both; its flags are its own
+    (`--tiger-FIELD`), so they never change SASRec's."""
+    table = fixtures_dir / "table" / "interactions.csv"
+    args = ["baseline", "--model", "tiger", "--dataset", "table", "--data-path", str(table), "--output", str(tmp_path)]
+    assert main([*args, *TIGER_TINY, "--no-progress"]) == 0
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(metrics["test"]) == METRIC_KEYS and metrics["config"]["architecture"]["codebook_size"] == 2
+    assert (tmp_path / "model" / "generator" / "model.safetensors").is_file()
+    assert (tmp_path / "model" / "item_tokenizer" / "model.safetensors").is_file()
+    assert "| tiger |" in capsys.readouterr().out
+    for flags, message in [(["--tiger-codebook-size", "64"], "exceeds the catalog's 6 items"),
+                           (["--tiger-beam-size", "5"], "beam_size 5 is below 20")]:  # fmt: skip
+        assert main([*args, *TIGER_TINY, *flags, "--overwrite", "--no-progress"]) == 2
+        assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -148,7 +148,8 @@ def test_save_load_auto_round_trip(features, tmp_path):
         ({"num_tokenz": 2}, ValueError, r"unknown option\(s\) \['num_tokenz'\]"),
         ({"model_type": "llama"}, ValueError, "belongs to another model"),
         ({"num_tokens": "2"}, Exception, "num_tokens"),
-        ({"quantizer": "rq"}, Exception, "quantizer"),
+        ({"quantizer": "pq"}, Exception, "quantizer"),
+        ({"quantizer": "rq"}, ValueError, "set multi_encoder=False"),
         ({"quantizer": "vq", "codebook_size": 0}, ValueError, "codebook_size must be an integer ≥ 1"),
         ({"commitment_weight": -0.1}, ValueError, "commitment_weight"),
     ],
@@ -180,6 +181,45 @@ def test_vq_tokens_are_codebook_entries_and_train_straight_through(features, tmp
     back = ContRecTokenizer.from_pretrained(tmp_path / "vq")
     assert back.config.quantizer == "vq" and bool(back.codebooks_initialized)
     assert torch.equal(back.codes(features), codes) and torch.equal(back.encode(features), tokens)
+
+
+def test_rq_levels_quantise_the_residual_and_train_straight_through(features, tmp_path):
+    """TIGER's semantic IDs: level k's entry is the nearest code to what the levels before left, the latent is the
+    sum of the levels, k-means fills the codebooks, the gradient reaches the one encoder, the codes survive a save."""
+    tok = make(quantizer="rq", multi_encoder=False, codebook_size=5, sigma_sampling=False, feature_masking=False)
+    tok.fit_normalization(features)
+    assert len(tok.encoders) == 1
+    tok.train()
+    out = tok(features)
+    assert out.mu.shape == (29, 1, 11) and out.codes.shape == (29, 3) and bool(tok.codebooks_initialized)
+    out.loss.backward()
+    assert tok.encoders[0][0].weight.grad.abs().sum() > 0 and tok.codebooks.grad.abs().sum() > 0
+    tok.eval()
+    z = tok._mu(tok.normalize(features))[:, 0]  # [29, 11], the one latent
+    entries, codes = tok.encode(features), tok.codes(features)
+    residual = z
+    for level in range(3):
+        distances = torch.cdist(residual, tok.codebooks[level])
+        assert torch.equal(codes[:, level], distances.argmin(-1))
+        assert torch.allclose(entries[:, level], tok.codebooks[level, codes[:, level]])
+        residual = residual - entries[:, level]
+    assert torch.allclose(tok.latent(features), entries.sum(1))  # the quantised latent is the sum of the levels
+    assert tok.decode(entries).shape == (29, 37)
+    assert (residual.norm(dim=-1) < z.norm(dim=-1)).float().mean() > 0.5  # the levels explain most of z
+    tok.save_pretrained(tmp_path / "rq")
+    back = ContRecTokenizer.from_pretrained(tmp_path / "rq")
+    assert back.config.quantizer == "rq" and torch.equal(back.codes(features), codes)
+
+
+def test_kmeans_finds_separated_clusters():
+    from contrec_hf.models.tokenizer.modeling_contrec_tokenizer import kmeans
+
+    torch.manual_seed(0)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    points = centres.repeat_interleave(20, 0) + 0.1 * torch.randn(60, 2)
+    found = kmeans(points, 3, iterations=20)
+    assert torch.cdist(centres, found).min(dim=1).values.max() < 0.5  # every true centre has a centre near it
+    assert kmeans(points[:2], 5).shape == (5, 2)  # fewer points than centres: drawn with replacement
 
 
 def test_bad_features():

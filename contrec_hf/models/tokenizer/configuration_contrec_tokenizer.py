@@ -41,8 +41,12 @@ class ContRecTokenizerConfig(PreTrainedConfig):
         quantizer (`str`, defaults to `"none"`): `"none"` keeps the tokens continuous (ContRec). `"vq"`, for the
             paper's central ablation, snaps each of the K tokens to the nearest entry of its own codebook (VQ-VAE,
             straight-through estimator), so an item becomes K discrete codes and its tokens are codebook entries.
+            `"rq"`, TIGER's semantic IDs (Rajput et al., 2023): one encoder emits one latent, quantised in K levels,
+            each level's codebook applied to what the levels before left (residual quantisation); the latent is
+            the sum of the K entries. Needs `multi_encoder=False`.
         codebook_size (`int`, defaults to 256): entries per codebook.
-        commitment_weight (`float`, defaults to 0.25): β of the VQ-VAE loss ‖sg(z) − e‖² + β‖z − sg(e)‖².
+        commitment_weight (`float`, defaults to 0.25): β of the VQ-VAE loss ‖sg(z) − e‖² + β‖z − sg(e)‖² (for
+            `"rq"`, summed over the levels with each level's residual in place of z).
 
     Example:
         ```python
@@ -70,7 +74,7 @@ class ContRecTokenizerConfig(PreTrainedConfig):
     mu_regularizer_weight: float = 0.0
     barlow_twins_weight: float = 0.0
     barlow_offdiag_weight: float = 0.005
-    quantizer: Literal["none", "vq"] = "none"
+    quantizer: Literal["none", "vq", "rq"] = "none"
     codebook_size: int = 256
     commitment_weight: float = 0.25
 
@@ -90,3 +94,5 @@ class ContRecTokenizerConfig(PreTrainedConfig):
         for name in ("sigma_std", "mu_regularizer_weight", "barlow_twins_weight", "barlow_offdiag_weight",
                      "commitment_weight"):  # fmt: skip
             check_number(name, getattr(self, name), 0.0)
+        if self.quantizer == "rq" and self.multi_encoder:
+            raise ConfigError("quantizer='rq' quantises one latent in levels: set multi_encoder=False")

@@ -13,6 +13,11 @@ Loss: MSE(x̂, x) (+ optional μ-regulariser and Barlow-Twins decorrelation betw
 For the paper's central ablation, `quantizer="vq"` makes the tokens discrete: each token is snapped to the nearest
 entry of its own codebook (van den Oord et al., 2017), trained with the straight-through estimator and the loss
 ‖sg(z) − e‖² + β‖z − sg(e)‖²; the codebooks are initialised from the first training batch's encodings.
+
+`quantizer="rq"` gives TIGER's semantic IDs (Rajput et al., NeurIPS 2023, §3.1): one latent z, K levels, level k
+quantises the residual r_k = z − Σ_{j<k} e_j with its own codebook; the quantised latent is Σ_k e_k, its gradient
+passes straight through to z, and the loss adds Σ_k ‖sg(r_k) − e_k‖² + β‖r_k − sg(e_k)‖². Each level's codebook is
+initialised by k-means on the first training batch's residuals.
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ from ...saving import AtomicSaveMixin, SafeLoadMixin
 from ...utils import gather_rows
 from .configuration_contrec_tokenizer import ContRecTokenizerConfig
 
-__all__ = ["ContRecTokenizer", "ContRecTokenizerOutput", "collapse_diagnostics", "effective_rank"]
+__all__ = ["ContRecTokenizer", "ContRecTokenizerOutput", "collapse_diagnostics", "effective_rank", "kmeans"]
+
+KMEANS_ITERATIONS = 10  # Lloyd iterations of the residual codebooks' initialisation
 
 
 @dataclass
@@ -43,14 +50,15 @@ class ContRecTokenizerOutput(ModelOutput):
         loss (`torch.FloatTensor` of shape `()`, *optional*): total loss (when `return_loss=True`).
         reconstruction (`torch.FloatTensor` of shape `(batch, input_dim)`): x̂, in the normalised feature space.
         tokens (`torch.FloatTensor` of shape `(batch, num_tokens, token_dim)`): z (μ + σ·ε in training, μ in eval).
-        mu (`torch.FloatTensor` of shape `(batch, num_tokens, token_dim)`): the encoders' means μ.
+        mu (`torch.FloatTensor` of shape `(batch, num_tokens, token_dim)`): the encoders' means μ (`(batch, 1,
+            token_dim)` for `"rq"`: one latent).
         reconstruction_loss (`torch.FloatTensor` of shape `()`, *optional*): MSE(x̂, x).
         mu_loss (`torch.FloatTensor` of shape `()`, *optional*): mean(μ²), weighted into `loss` by the config.
         barlow_twins_loss (`torch.FloatTensor` of shape `()`, *optional*): Barlow-Twins term between ways.
-        quantization_loss (`torch.FloatTensor` of shape `()`, *optional*): the VQ codebook + commitment loss
-            (`quantizer="vq"` only).
+        quantization_loss (`torch.FloatTensor` of shape `()`, *optional*): the codebook + commitment loss
+            (`quantizer="vq"` or `"rq"` only).
         codes (`torch.LongTensor` of shape `(batch, num_tokens)`, *optional*): the codebook index of each token
-            (`quantizer="vq"` only).
+            (`"vq"`) or level (`"rq"`).
     """
 
     loss: torch.FloatTensor | None = None
@@ -71,6 +79,24 @@ def _mlp(sizes: list[int], dropout: float) -> nn.Sequential:
         layers += [nn.Linear(d_in, d_out), nn.LayerNorm(d_out), nn.ReLU(), nn.Dropout(dropout)]
     layers.append(nn.Linear(sizes[-2], sizes[-1]))
     return nn.Sequential(*layers)
+
+
+@torch.no_grad()
+def kmeans(points: torch.Tensor, num_centres: int, iterations: int = KMEANS_ITERATIONS) -> torch.Tensor:
+    """Lloyd's k-means of ``points`` `[n, d]` → centres `[num_centres, d]`.
+
+    It starts from ``num_centres`` rows drawn at random (with replacement when there are fewer points than centres,
+    jittered by 1% of the points' spread so that centres differ); a centre whose cluster empties keeps its place.
+    Uses the global torch random stream, so a seeded run gives the same centres.
+    """
+    rows = torch.randint(points.shape[0], (num_centres,), device=points.device)
+    centres = points[rows] + 0.01 * points.std().clamp_min(1e-6) * torch.randn_like(points[rows])
+    for _ in range(iterations):
+        nearest = torch.cdist(points, centres).argmin(-1)  # [n]
+        sums = torch.zeros_like(centres).index_add_(0, nearest, points)  # [num_centres, d]
+        counts = torch.bincount(nearest, minlength=num_centres).unsqueeze(-1)  # [num_centres, 1]
+        centres = torch.where(counts > 0, sums / counts.clamp_min(1), centres)
+    return centres
 
 
 def effective_rank(matrix: torch.Tensor) -> float:
@@ -133,7 +159,9 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
         super().__init__(config)
         c = config
         enc_sizes = [c.input_dim, *c.encoder_hidden_sizes]
-        if c.multi_encoder:  # technique 3: K independent encoders
+        if c.quantizer == "rq":  # one latent, quantised in K levels
+            self.encoders = nn.ModuleList([_mlp([*enc_sizes, c.token_dim], c.dropout)])
+        elif c.multi_encoder:  # technique 3: K independent encoders
             self.encoders = nn.ModuleList(_mlp([*enc_sizes, c.token_dim], c.dropout) for _ in range(c.num_tokens))
         else:  # one shared encoder emits the K tokens together
             self.encoders = nn.ModuleList([_mlp([*enc_sizes, c.num_tokens * c.token_dim], c.dropout)])
@@ -142,7 +170,7 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
         # Persistent buffers: saved with the weights, so they survive from_pretrained (no meta-device trap).
         self.register_buffer("feature_mean", torch.zeros(c.input_dim))
         self.register_buffer("feature_std", torch.ones(c.input_dim))
-        if c.quantizer == "vq":  # one codebook per token; filled from the first training batch
+        if c.quantizer != "none":  # one codebook per token (vq) or level (rq); filled from the first training batch
             self.codebooks = nn.Parameter(torch.zeros(c.num_tokens, c.codebook_size, c.token_dim))
             self.register_buffer("codebooks_initialized", torch.tensor(False))
         self.post_init()
@@ -158,7 +186,7 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
             init.zeros_(module.mask_offset)
             init.zeros_(module.feature_mean)
             init.ones_(module.feature_std)
-            if module.config.quantizer == "vq":
+            if module.config.quantizer != "none":
                 init.zeros_(module.codebooks)
                 init.zeros_(module.codebooks_initialized)
 
@@ -194,6 +222,8 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
     # ---------------------------------------------------------------------------------- encode/decode
     def _mu(self, normalized: torch.Tensor) -> torch.Tensor:
         c = self.config
+        if c.quantizer == "rq":
+            return self.encoders[0](normalized).unsqueeze(1)  # [B, 1, d_z]: one latent
         if c.multi_encoder:
             return torch.stack([encoder(normalized) for encoder in self.encoders], dim=1)  # [B, K, d_z]
         return self.encoders[0](normalized).view(-1, c.num_tokens, c.token_dim)  # [B, K, d_z]
@@ -210,9 +240,42 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
             self.codebooks[k].copy_(entries + jitter)
         self.codebooks_initialized.fill_(True)
 
+    def _pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The latent of K tokens `[B, K, d_z]` → `[B, d_z]`: their mean, or for `"rq"` the sum of the levels."""
+        return tokens.sum(dim=1) if self.config.quantizer == "rq" else tokens.mean(dim=1)
+
+    @torch.no_grad()
+    def _init_residual_codebooks(self, z: torch.Tensor) -> None:
+        """k-means of each level's residuals of the batch `z [B, 1, d_z]`, level by level."""
+        residual = z[:, 0]
+        for level in range(self.config.num_tokens):
+            centres = kmeans(residual, self.config.codebook_size)
+            self.codebooks[level].copy_(centres)
+            residual = residual - centres[torch.cdist(residual, centres).argmin(-1)]
+        self.codebooks_initialized.fill_(True)
+
+    def _residual_quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """RQ of `z [B, 1, d_z]` → (the K level entries `[B, K, d_z]`, codes `[B, K]`, Σ_k codebook + commitment
+        loss). The entries sum to Σ_k e_k exactly, and the gradient of that sum passes straight through to z."""
+        if self.training and not bool(self.codebooks_initialized):
+            self._init_residual_codebooks(z.detach())
+        residual, entries, codes, loss = z[:, 0], [], [], z.new_zeros(())
+        for codebook in self.codebooks:  # [C, d_z] per level
+            code = torch.cdist(residual, codebook).argmin(-1)  # [B]
+            entry = codebook[code]  # [B, d_z]
+            loss = loss + F.mse_loss(entry, residual.detach())
+            loss = loss + self.config.commitment_weight * F.mse_loss(residual, entry.detach())
+            entries.append(entry)
+            codes.append(code)
+            residual = residual - entry.detach()  # r_{k+1} = r_k − e_k
+        straight_through = (z - z.detach()) / self.config.num_tokens  # zero in value; the sum's gradient is dz
+        return torch.stack(entries, dim=1) + straight_through, torch.stack(codes, dim=1), loss
+
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """VQ of `z [B, K, d_z]` → (straight-through tokens `[B, K, d_z]`, codes `[B, K]`, codebook + commitment
-        loss)."""
+        """VQ of `z [B, K, d_z]` (or RQ of `z [B, 1, d_z]`) → (straight-through tokens `[B, K, d_z]`, codes
+        `[B, K]`, codebook + commitment loss)."""
+        if self.config.quantizer == "rq":
+            return self._residual_quantize(z)
         if self.training and not bool(self.codebooks_initialized):
             self._init_codebooks(z.detach())
         distances = torch.cdist(z.transpose(0, 1), self.codebooks)  # [K, B, C]
@@ -223,7 +286,7 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
         return entries + (z - z.detach()), codes, loss  # the value is exactly e; the gradient goes to z
 
     def encode(self, features: torch.Tensor) -> torch.Tensor:
-        """Token means μ (no masking, no noise, whatever the mode); with `quantizer="vq"`, their codebook entries.
+        """Token means μ (no masking, no noise, whatever the mode); with a quantizer, their codebook entries.
 
         Args:
             features (`torch.Tensor` of shape `[batch, input_dim]`): item feature vectors.
@@ -236,15 +299,16 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
         self.eval()
         try:
             mu = self._mu(self.normalize(features))
-            return self._quantize(mu)[0] if self.config.quantizer == "vq" else mu
+            return self._quantize(mu)[0] if self.config.quantizer != "none" else mu
         finally:
             self.train(was_training)
 
     @torch.no_grad()
     def codes(self, features: torch.Tensor) -> torch.Tensor:
-        """The discrete codes `[batch, num_tokens]` of a `quantizer="vq"` tokenizer."""
-        if self.config.quantizer != "vq":
-            raise InputError("codes() needs a tokenizer built with quantizer='vq'; this one is continuous")
+        """The discrete codes `[batch, num_tokens]` of a `quantizer="vq"` or `"rq"` tokenizer (for `"rq"`, one
+        code per level, coarse to fine)."""
+        if self.config.quantizer == "none":
+            raise InputError("codes() needs a tokenizer built with quantizer='vq' or 'rq'; this one is continuous")
         self._check_features(features)
         was_training = self.training
         self.eval()
@@ -254,17 +318,18 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
             self.train(was_training)
 
     def latent(self, features: torch.Tensor) -> torch.Tensor:
-        """The item's latent in the retrieval space: the mean of its K token means, `[batch, token_dim]`."""
-        return self.encode(features).mean(dim=1)
+        """The item's latent in the retrieval space, `[batch, token_dim]`: the mean of its K token means (for
+        `"rq"`, the sum of its K level entries)."""
+        return self._pool(self.encode(features))
 
     def decode(self, tokens: torch.Tensor, denormalize: bool = True) -> torch.Tensor:
-        """Reconstruct features from tokens `[batch, K, d_z]` (averaged) or a latent `[batch, d_z]`.
+        """Reconstruct features from tokens `[batch, K, d_z]` (pooled as in `latent`) or a latent `[batch, d_z]`.
 
         Returns `[batch, input_dim]` in the original feature space (or the normalised one if
         `denormalize=False`).
         """
         if tokens.ndim == 3:
-            tokens = tokens.mean(dim=1)
+            tokens = self._pool(tokens)
         if tokens.ndim != 2 or tokens.shape[-1] != self.config.token_dim:
             raise InputError(
                 f"tokens must be [batch, K, {self.config.token_dim}] or [batch, {self.config.token_dim}], "
@@ -299,9 +364,9 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
             sigma = torch.randn(mu.shape[0], 1, 1, device=mu.device, dtype=mu.dtype) * c.sigma_std
             tokens = mu + sigma * torch.randn_like(mu)
         codes = vq_loss = None
-        if c.quantizer == "vq":  # discrete tokens (ablation): nearest codebook entry, straight-through
+        if c.quantizer != "none":  # discrete tokens: nearest codebook entries (vq, rq), straight-through
             tokens, codes, vq_loss = self._quantize(tokens)
-        reconstruction = self.decoder(tokens.mean(dim=1))  # [B, d_in], decoded from the mean of the K tokens
+        reconstruction = self.decoder(self._pool(tokens))  # [B, d_in], decoded from the K tokens' latent
 
         loss = recon_loss = mu_loss = bt_loss = None
         if return_loss:
@@ -310,7 +375,7 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
             if c.mu_regularizer_weight > 0:
                 mu_loss = mu.pow(2).mean()
                 loss = loss + c.mu_regularizer_weight * mu_loss
-            if c.barlow_twins_weight > 0 and c.num_tokens > 1:
+            if c.barlow_twins_weight > 0 and mu.shape[1] > 1:  # K ways (rq has one latent)
                 bt_loss = self._barlow_twins(mu)
                 loss = loss + c.barlow_twins_weight * bt_loss
             if vq_loss is not None:
