@@ -129,6 +129,22 @@ def test_same_seed_same_model_and_a_save_load_round_trip(walk, tmp_path):
         TIGER.from_pretrained(tmp_path / "tiger")
 
 
+def test_epochs_take_the_windows_in_turn_from_seeded_orders(walk):
+    config = TIGERConfig(num_items=walk.num_items, **TINY)
+    trainer = TIGERTrainer(walk, features(41), config, TIGERTrainingArguments(windows_per_epoch=60))
+    generator = torch.Generator().manual_seed(0)
+    total = len(trainer.windows)  # 23 users × 8 training windows
+    first = [trainer._next_windows(generator) for _ in range(total // 60)]
+    assert all(len(epoch) == 60 for epoch in first)
+    used = [i for epoch in first for i in epoch]
+    assert len(set(used)) == len(used)  # no window twice before every window was used once
+    assert len(trainer._next_windows(generator)) == 60  # the rest of this order, then the start of a fresh one
+    wide = TIGERTrainer(walk, features(41), config, TIGERTrainingArguments(windows_per_epoch=10**6))
+    assert sorted(wide._next_windows(generator)) == list(range(total))  # at most every window once
+    with pytest.raises(ValueError, match="windows_per_epoch"):
+        TIGERTrainingArguments(windows_per_epoch=0)
+
+
 def test_bad_input_is_refused_early(walk):
     with pytest.raises(ConfigError, match="codebook_size 64 exceeds the catalog's 41 items"):
         TIGERConfig(num_items=41)

@@ -58,12 +58,12 @@ class TIGERConfig:
     latent_dim: int = 32
     rq_hidden_sizes: tuple[int, ...] = (512, 256, 128)
     commitment_weight: float = 0.25
-    max_history: int = 20
-    d_model: int = 128
+    max_history: int = 10
+    d_model: int = 64
     num_layers: int = 2
     num_heads: int = 4
-    d_kv: int = 32
-    d_ff: int = 512
+    d_kv: int = 16
+    d_ff: int = 256
     dropout: float = 0.1
     beam_size: int = 20
 

@@ -16,7 +16,7 @@ from ...errors import ConfigError, InputError
 from ...evaluation import evaluate_scorer
 from ...training.devices import autocast, check_mixed_precision, grad_scaler
 from ...training.tokenizer import TokenizerTrainingArguments, train_item_tokenizer
-from ...utils import check_device, require_positive, set_seed
+from ...utils import check_device, check_number, require_positive, set_seed
 from .modeling_tiger import TIGER, TIGERConfig
 from .semantic_ids import unique_semantic_ids
 
@@ -33,8 +33,12 @@ class TIGERTrainingArguments:
         batch_size (`int`): training windows per step.
         learning_rate (`float`): AdamW learning rate of the generator.
         weight_decay (`float`): AdamW decoupled weight decay of the generator.
-        max_epochs (`int`): upper bound on passes over the training windows.
-        patience (`int`): stop after this many validations (one per epoch) without a better NDCG@10.
+        max_epochs (`int`): upper bound on epochs (one validation after each).
+        patience (`int`): stop after this many validations without a better NDCG@10.
+        windows_per_epoch (`int`, *optional*): training windows per epoch (at most all of them), the next ones of
+            a seeded random order of every window, a fresh order once all are used; `None` is every window, once.
+            Fewer validate more often, so early stopping fires sooner: ML-100K has 97,171 windows, and a T5 pass
+            per window is what TIGER's training costs.
         rq_batch_size (`int`): items per RQ-VAE step (its first batch also initialises the codebooks by k-means).
         rq_learning_rate (`float`): AdamW learning rate of the RQ-VAE.
         rq_max_epochs (`int`): upper bound on the RQ-VAE's epochs (it stops early on validation reconstruction).
@@ -50,6 +54,7 @@ class TIGERTrainingArguments:
     weight_decay: float = 0.0
     max_epochs: int = 30
     patience: int = 3
+    windows_per_epoch: int | None = 20000
     rq_batch_size: int = 512
     rq_learning_rate: float = 1e-3
     rq_max_epochs: int = 300
@@ -61,6 +66,8 @@ class TIGERTrainingArguments:
     def __post_init__(self) -> None:
         require_positive(self, "batch_size", "learning_rate", "max_epochs", "patience", "rq_batch_size",
                          "rq_learning_rate", "rq_max_epochs", "eval_batch_size")  # fmt: skip
+        if self.windows_per_epoch is not None:
+            check_number("windows_per_epoch", self.windows_per_epoch, 1, integer=True)
         check_device(self.device)
         check_mixed_precision(self.mixed_precision, self.device or "cpu")
 
@@ -119,6 +126,7 @@ class TIGERTrainer:
         if not self.windows:
             raise InputError("no user has the 2 training items TIGER needs (a history and a next item)")
         self.history: list[dict[str, float]] = []
+        self._order: list[int] = []  # what is left of the current random order of the windows
         self.diagnostics: dict[str, Any] = {}
         self.model: TIGER | None = None
 
@@ -154,13 +162,26 @@ class TIGERTrainer:
             progress=progress, desc=f"TIGER {split}",
         )  # fmt: skip
 
-    def _epoch(self, optimizer, scaler, generator: torch.Generator) -> float:
-        """One pass over the training windows in a seeded order; returns the mean loss per window."""
+    def _next_windows(self, generator: torch.Generator) -> list[int]:
+        """The window indices of the next epoch: ``windows_per_epoch`` of them (all by default), taken in turn from
+        seeded random orders of every window."""
+        wanted = min(self.args.windows_per_epoch or len(self.windows), len(self.windows))
+        picked: list[int] = []
+        while len(picked) < wanted:
+            if not self._order:
+                self._order = torch.randperm(len(self.windows), generator=generator).tolist()
+            take = min(wanted - len(picked), len(self._order))
+            picked, self._order = picked + self._order[:take], self._order[take:]
+        return picked
+
+    def _epoch(self, optimizer, scaler, generator: torch.Generator, progress: bool) -> float:
+        """One epoch over the next training windows; returns the mean loss per window."""
         model, args = self.model, self.args
         model.generator.train()
-        order = torch.randperm(len(self.windows), generator=generator).tolist()
+        order = self._next_windows(generator)
         total = 0.0
-        for start in range(0, len(order), args.batch_size):
+        starts = range(0, len(order), args.batch_size)
+        for start in tqdm(starts, desc="TIGER epoch", leave=False, disable=not progress):
             batch = [self.windows[i] for i in order[start : start + args.batch_size]]
             input_ids, attention_mask = model.encoder_inputs([history for history, _ in batch])
             labels = model.labels([target for _, target in batch])
@@ -186,7 +207,7 @@ class TIGERTrainer:
         bar = tqdm(range(1, args.max_epochs + 1), desc="TIGER training", disable=not progress)
         for epoch in bar:
             started = time.perf_counter()
-            loss = self._epoch(optimizer, scaler, generator)
+            loss = self._epoch(optimizer, scaler, generator, progress)
             ndcg = self.evaluate("validation").metrics["ndcg@10"]
             self.history.append({"epoch": epoch, "loss": loss, "val_ndcg@10": ndcg,
                                  "seconds": time.perf_counter() - started})  # fmt: skip
