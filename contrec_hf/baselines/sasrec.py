@@ -26,7 +26,7 @@ from ..data.split import SequentialDataset
 from ..errors import CheckpointError, ConfigError, EvaluationError, InputError
 from ..evaluation import evaluate_scorer
 from ..saving import atomic_directory, load_guard
-from ..training.devices import autocast, check_mixed_precision, grad_scaler
+from ..training.devices import autocast, check_mixed_precision, grad_scaler, optimizer_step
 from ..utils import check_device, require_positive, set_seed, write_json
 
 __all__ = ["SASRec", "SASRecConfig", "SASRecTrainer", "SASRecTrainingArguments"]
@@ -311,10 +311,7 @@ class SASRecTrainer:
                 inputs, labels = self._batch(order[start : start + args.batch_size])
                 with autocast(self.device, args.mixed_precision):
                     loss = self.model(inputs, labels)["loss"]
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+                optimizer_step(loss, optimizer, scaler)
                 total += loss.item() * len(inputs)
             ndcg = self.evaluate("validation").metrics["ndcg@10"]
             self.history.append(

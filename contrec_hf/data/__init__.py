@@ -25,7 +25,6 @@ LOADERS: dict[str, Callable[..., Interactions]] = {
 """Dataset names accepted by :func:`load_interactions` (and the CLI's ``--dataset``)."""
 
 
-
 def needs_path(name: str) -> bool:
     """Whether loader ``name`` needs the path of its files: its first parameter has no default (only ``ml-100k``,
     shipped in the ``recbole`` wheel, has one), so each loader's signature is the one place that says it."""

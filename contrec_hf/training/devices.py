@@ -16,7 +16,10 @@ from accelerate import PartialState
 from ..errors import ConfigError
 from ..utils import check_device
 
-__all__ = ["MIXED_PRECISIONS", "autocast", "check_mixed_precision", "grad_scaler", "process_state", "resolve_device"]
+__all__ = [
+    "MIXED_PRECISIONS", "autocast", "check_mixed_precision", "grad_scaler", "optimizer_step", "process_state",
+    "resolve_device",
+]  # fmt: skip
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
 """The ``mixed_precision`` values, as accelerate names them."""
@@ -88,6 +91,15 @@ def grad_scaler(device: torch.device, mixed_precision: str | None) -> torch.amp.
         `torch.amp.GradScaler`
     """
     return torch.amp.GradScaler(device.type, enabled=mixed_precision == "fp16")
+
+
+def optimizer_step(loss: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """One plain training step of ``loss`` (the loops of stage 1, SASRec and TIGER): clear the gradients,
+    backpropagate through ``scaler`` (a pass-through unless fp16, see `grad_scaler`), step and update the scale."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def process_state(device: str) -> PartialState:

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..errors import ConfigError, ContRecError, InputError
 from ..models.tokenizer import ContRecTokenizer, ContRecTokenizerConfig, collapse_diagnostics, effective_rank
 from ..utils import check_device, require_positive, set_seed, write_json
-from .devices import autocast, check_mixed_precision, grad_scaler
+from .devices import autocast, check_mixed_precision, grad_scaler, optimizer_step
 
 __all__ = [
     "TokenizerTrainingArguments",
@@ -113,10 +113,7 @@ def _train_epoch(
         batch = train_x[order[start : start + args.batch_size]]
         with autocast(device, args.mixed_precision):
             loss = tokenizer(batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
+        optimizer_step(loss, optimizer, scaler)
         total += loss.item() * len(batch)
     return total / len(order)
 

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from ...data.split import SequentialDataset
 from ...errors import ConfigError, InputError
 from ...evaluation import evaluate_scorer
-from ...training.devices import autocast, check_mixed_precision, grad_scaler
+from ...training.devices import autocast, check_mixed_precision, grad_scaler, optimizer_step
 from ...training.tokenizer import TokenizerTrainingArguments, train_item_tokenizer
 from ...utils import check_device, check_number, require_positive, set_seed
 from .modeling_tiger import TIGER, TIGERConfig
@@ -187,10 +187,7 @@ class TIGERTrainer:
             labels = model.labels([target for _, target in batch])
             with autocast(self.device, args.mixed_precision):
                 loss = model.generator(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            optimizer_step(loss, optimizer, scaler)
             total += loss.item() * len(batch)
         return total / len(order)
 
