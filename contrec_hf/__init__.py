@@ -5,7 +5,17 @@ Paper: Qu et al., "Diffusion Generative Recommendation with Continuous Tokens" (
 
 from __future__ import annotations
 
-from .baselines import PopularityRecommender, SASRec, SASRecConfig, SASRecTrainer, SASRecTrainingArguments
+from .baselines import (
+    TIGER,
+    PopularityRecommender,
+    SASRec,
+    SASRecConfig,
+    SASRecTrainer,
+    SASRecTrainingArguments,
+    TIGERConfig,
+    TIGERTrainer,
+    TIGERTrainingArguments,
+)
 from .data import SequentialDataset, load_interactions, load_sequential_dataset
 from .errors import ContRecError, DataError, DatasetNotFoundError, EvaluationError
 from .evaluation import compute_metrics, evaluate_scorer
@@ -23,6 +33,7 @@ from .pipelines import ContRecCatalog, ContRecDiffusionPipeline, ContRecPipeline
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "TIGER",
     "ContRecCatalog",
     "ContRecConfig",
     "ContRecDenoiser",
@@ -43,6 +54,9 @@ __all__ = [
     "SASRecTrainer",
     "SASRecTrainingArguments",
     "SequentialDataset",
+    "TIGERConfig",
+    "TIGERTrainer",
+    "TIGERTrainingArguments",
     "__version__",
     "compute_metrics",
     "evaluate_scorer",
