@@ -78,7 +78,7 @@ class RecommenderOptions:
         if text_overrides is not None:
             overrides["text_config"] = tiny_text_config(self._checked_text_overrides(text_overrides))
         if overrides.get("item_table") == "residual":
-            overrides.setdefault("num_catalog_items", 1)  # the dataset's catalog size, which build_recommender sets
+            overrides.setdefault("num_catalog_items", 1)  # the dataset's catalog size, which prepare_recommender sets
         ContRecConfig(**overrides)  # a cheap config object: wrong types, ranges, unknown options
 
     def _checked_text_overrides(self, text_overrides) -> dict:

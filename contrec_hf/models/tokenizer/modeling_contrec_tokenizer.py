@@ -268,8 +268,10 @@ class ContRecTokenizer(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
             entries.append(entry)
             codes.append(code)
             residual = residual - entry.detach()  # r_{k+1} = r_k − e_k
-        straight_through = (z - z.detach()) / self.config.num_tokens  # zero in value; the sum's gradient is dz
-        return torch.stack(entries, dim=1) + straight_through, torch.stack(codes, dim=1), loss
+        # z + sg(Σ_k e_k − z), spread over the levels: the decoder's gradient reaches z, and only the codebook term
+        # moves the codebooks (RQ-VAE, Lee et al., 2022, eq. 4–5).
+        straight_through = (z - z.detach()) / self.config.num_tokens  # zero in value
+        return torch.stack(entries, dim=1).detach() + straight_through, torch.stack(codes, dim=1), loss
 
     def _quantize(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """VQ of `z [B, K, d_z]` (or RQ of `z [B, 1, d_z]`) → (straight-through tokens `[B, K, d_z]`, codes
