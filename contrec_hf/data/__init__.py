@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
-from collections.abc import Callable
+import pkgutil
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +12,12 @@ from ..errors import DatasetNotFoundError
 from .amazon import load_amazon2014, load_amazon2023
 from .cold_start import ColdStartSplit, cold_start_split
 from .generic import load_table
-from .interactions import Interactions, build_interactions
+from .interactions import LOADERS, Interactions, build_interactions, register_loader
 from .movielens import load_movielens_1m, load_movielens_100k
 from .split import PRESETS, Preset, SequentialDataset, apply_preset, leave_one_out
 
-LOADERS: dict[str, Callable[..., Interactions]] = {
-    "ml-100k": load_movielens_100k,
-    "ml-1m": load_movielens_1m,
-    "amazon-2014": load_amazon2014,
-    "amazon-2023": load_amazon2023,
-    "table": load_table,
-}
-"""Dataset names accepted by :func:`load_interactions` (and the CLI's ``--dataset``)."""
+for _module in pkgutil.iter_modules(__path__):  # each loader module registers its datasets in LOADERS
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def needs_path(name: str) -> bool:
@@ -86,4 +81,6 @@ __all__ = [
     "load_movielens_100k",
     "load_sequential_dataset",
     "load_table",
+    "needs_path",
+    "register_loader",
 ]

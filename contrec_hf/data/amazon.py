@@ -38,7 +38,7 @@ import pandas as pd
 
 from ..errors import DataError, DatasetNotFoundError
 from .generic import read_table
-from .interactions import Interactions, build_interactions, require_columns
+from .interactions import Interactions, build_interactions, register_loader, require_columns
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +186,7 @@ def _read_meta_2014(path: Path, wanted: set[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["item_id", "title", "category"])
 
 
+@register_loader("amazon-2014")
 def load_amazon2014(
     path: str | Path, *, meta_path: str | Path | None = None, category: str | None = None
 ) -> Interactions:
@@ -483,6 +484,7 @@ def _local_reviews_2023(path: Path, category: str | None, meta_path, item_key: s
     return reviews, category, meta_file, str(path)
 
 
+@register_loader("amazon-2023")
 def load_amazon2023(
     path: str | Path,
     *,

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError, DatasetNotFoundError
-from .interactions import Interactions, build_interactions, require_columns
+from .interactions import Interactions, build_interactions, register_loader, require_columns
 
 __all__ = ["load_table", "read_table"]
 
@@ -97,6 +97,7 @@ def _stem(path: Path) -> str:
     return Path(name).stem
 
 
+@register_loader("table")
 def load_table(
     path: str | Path,
     *,

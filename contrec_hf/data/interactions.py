@@ -7,13 +7,36 @@ Loaders (MovieLens, Amazon, generic tables) differ only in how they read files; 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+
+LOADERS: dict[str, Callable[..., Interactions]] = {}
+"""Dataset names accepted by `load_interactions` (and the CLI's ``--dataset``), each with its loader; a loader
+joins it with [`register_loader`], in its own module."""
+
+
+def register_loader(name: str) -> Callable[[Callable[..., Interactions]], Callable[..., Interactions]]:
+    """Decorator: make a function returning [`Interactions`] the loader of dataset ``name``.
+
+    Every module of `contrec_hf.data` is imported with the package, so a loader in a new module there is known to
+    `load_sequential_dataset` and ``--dataset`` without touching another file (docs/architecture.md). Its first
+    parameter is the path of the dataset's files; a default there means the dataset ships with a package.
+    """
+
+    def register(loader: Callable[..., Interactions]) -> Callable[..., Interactions]:
+        if name in LOADERS:
+            raise ValueError(f"two loaders are registered as dataset {name!r}: {LOADERS[name].__name__} and "
+                             f"{loader.__name__}")  # fmt: skip
+        LOADERS[name] = loader
+        return loader
+
+    return register
+
 
 __all__ = ["Interactions", "build_interactions", "normalize_ids", "require_columns"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import DataError, DatasetNotFoundError
-from .interactions import Interactions, build_interactions, require_columns
+from .interactions import Interactions, build_interactions, register_loader, require_columns
 
 __all__ = ["load_movielens_1m", "load_movielens_100k", "read_atomic_file", "recbole_ml100k_dir"]
 
@@ -90,6 +90,7 @@ def _load_grouplens_100k(folder: Path) -> Interactions:
     return build_interactions(frame, items, name="ml-100k", source=str(data_file))
 
 
+@register_loader("ml-100k")
 def load_movielens_100k(path: str | Path | None = None) -> Interactions:
     """Load MovieLens-100K: 943 users, 1,682 items, 100,000 ratings.
 
@@ -138,6 +139,7 @@ def _read_dat(path: Path, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+@register_loader("ml-1m")
 def load_movielens_1m(path: str | Path) -> Interactions:
     """Load MovieLens-1M from a GroupLens ``ml-1m/`` folder (``ratings.dat``, ``movies.dat``; latin-1).
 
