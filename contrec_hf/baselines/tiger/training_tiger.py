@@ -3,6 +3,7 @@ training window, early stopping on validation NDCG@10 with the best weights rest
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from ...training.tokenizer import TokenizerTrainingArguments, train_item_tokeniz
 from ...utils import check_device, check_number, require_positive, set_seed
 from .modeling_tiger import TIGER, TIGERConfig
 from .semantic_ids import unique_semantic_ids
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["TIGERTrainer", "TIGERTrainingArguments", "check_beam_size", "semantic_id_diagnostics"]
 
@@ -214,6 +217,7 @@ class TIGERTrainer:
             else:
                 stale += 1
             bar.set_postfix(loss=f"{loss:.3f}", val_ndcg10=f"{ndcg:.4f}", best=f"{best:.4f}")
+            logger.info("TIGER epoch %d: loss %.4f, validation NDCG@10 %.4f (best %.4f)", epoch, loss, ndcg, best)
             if stale >= args.patience:
                 break
         self.model.generator.load_state_dict(best_state)
