@@ -127,7 +127,7 @@ def main() -> None:
         f"{semantic['rq_heldout_mse']:.3f}. TIGER's options: {json.dumps({**model, **training}) or 'the defaults'}.",
     ]
     title = "TIGER next to ContRec, SASRec-CE and Pop"
-    publish(lines, "benchmarks/tiger_ml100k.py", "tiger_ml100k", title, args.write_docs)
+    publish(lines, "tiger_ml100k.py", "tiger_ml100k", title, args.write_docs)
 
 
 if __name__ == "__main__":
