@@ -6,9 +6,12 @@ from the main job's seed folders (``benchmarks/main_job_seeds.py``: ``runs/seeds
 split is the same ML-100K leave-one-out split. ``--set FIELD=VALUE`` changes a `TIGERConfig` or
 `TIGERTrainingArguments` field (e.g. ``learning_rate=3e-3``), for tuning on validation.
 
-Reproduce (each seed is about 20 minutes on one core; seeds can run as separate processes, one torch thread
-each, and a last call with every seed reads the finished folders and writes the table):
-    .venv/bin/python benchmarks/tiger_ml100k.py --seeds 0 1 2 --write-docs
+Reproduce (each seed is about 20 to 30 minutes on one core; seeds can run as separate processes, one torch thread
+each, and a last call with every seed reads the finished folders and writes the table; ``--also`` adds the rows
+of other finished variants):
+    .venv/bin/python benchmarks/tiger_ml100k.py --seeds 0 1 2 --threads 1
+    .venv/bin/python benchmarks/tiger_ml100k.py --seeds 0 1 2 --threads 1 --name patience-6 --set patience=6
+    .venv/bin/python benchmarks/tiger_ml100k.py --seeds 0 1 2 --also patience-6 --write-docs
 """
 
 from __future__ import annotations
@@ -78,6 +81,12 @@ def row(label: str, results: list[dict], seconds: list[float]) -> str:
     return f"| {label} | {per_seed} | {mean_std(test)} | {hr} | {val:.4f} | {statistics.mean(seconds):.0f} s |"
 
 
+def variant_row(folder: Path, name: str, seeds: list[int]) -> str:
+    """The row of a finished TIGER variant (every seed's ``metrics.json`` under ``folder``), with its options."""
+    results = [json.loads((folder / f"seed-{s}" / "metrics.json").read_text()) for s in seeds]
+    return row(f"TIGER ({name})", results, [r["seconds"] for r in results])
+
+
 def main_job_rows(seeds: list[int]) -> list[str]:
     rows = []
     for label, (folder, key) in MAIN_JOB.items():
@@ -101,6 +110,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--name", default="default", help="the TIGER variant's folder under --output")
     parser.add_argument("--set", nargs="*", default=[], metavar="FIELD=VALUE", help="TIGER fields to change")
+    parser.add_argument("--also", nargs="*", default=[], metavar="NAME", help="finished variants to add as rows")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "tiger")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--write-docs", action="store_true", help="write the table into docs/benchmarks.md")
@@ -118,6 +128,7 @@ def main() -> None:
         "| model | test NDCG@10 per seed | test NDCG@10 | test HR@10 | validation NDCG@10 | training time |",
         "|---|---|---|---|---|---|",
         row(f"TIGER ({args.name})", results, [r["seconds"] for r in results]),
+        *(variant_row(args.output / name, name, args.seeds) for name in args.also),
         *main_job_rows(args.seeds),
         "",
         f"TIGER's semantic IDs (seed {args.seeds[0]}): codebook usage per level "
