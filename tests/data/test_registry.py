@@ -29,7 +29,8 @@ def test_a_loader_in_a_new_module_needs_no_other_file(tmp_path):
     nothing else was edited."""
     package = tmp_path / "contrec_hf"
     subprocess.run(["cp", "-r", str(contrec_hf.data.__path__[0] + "/.."), str(package)], check=True)
-    (package / "data" / "tiny_walk.py").write_text(textwrap.dedent('''
+    (package / "data" / "tiny_walk.py").write_text(
+        textwrap.dedent("""
         import pandas as pd
         from .interactions import build_interactions, register_loader
 
@@ -38,7 +39,8 @@ def test_a_loader_in_a_new_module_needs_no_other_file(tmp_path):
             rows = [(f"u{u}", f"i{(u + t) % 5}", t, 1.0) for u in range(4) for t in range(6)]
             frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
             return build_interactions(frame, name="tiny-walk")
-    '''))
+    """)
+    )
     code = "from contrec_hf.data import load_sequential_dataset as load; print(load('tiny-walk').num_items)"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "5"
