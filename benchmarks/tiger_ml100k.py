@@ -82,9 +82,13 @@ def row(label: str, results: list[dict], seconds: list[float]) -> str:
 
 
 def variant_row(folder: Path, name: str, seeds: list[int]) -> str:
-    """The row of a finished TIGER variant (every seed's ``metrics.json`` under ``folder``), with its options."""
-    results = [json.loads((folder / f"seed-{s}" / "metrics.json").read_text()) for s in seeds]
-    return row(f"TIGER ({name})", results, [r["seconds"] for r in results])
+    """The row of a finished TIGER variant, over the seeds of ``seeds`` that it has finished (named when not all)."""
+    done = [s for s in seeds if (folder / f"seed-{s}" / "metrics.json").is_file()]
+    if not done:
+        return f"| TIGER ({name}) | not run | | | | |"
+    results = [json.loads((folder / f"seed-{s}" / "metrics.json").read_text()) for s in done]
+    label = name if done == seeds else f"{name}, seeds {', '.join(map(str, done))} only"
+    return row(f"TIGER ({label})", results, [r["seconds"] for r in results])
 
 
 def main_job_rows(seeds: list[int]) -> list[str]:
