@@ -149,18 +149,22 @@ def prepare_recommender(
     lora: bool = False,
     lora_kwargs: dict[str, Any] | None = None,
     options: RecommenderOptions | None = None,
-):
+) -> tuple[ContRecForRecommendation, Any]:
     """A recommender around ``backbone`` with the trained item tokenizer inside.
 
     Args:
         data ([`SequentialDataset`]): the dataset (its text trains the tiny backbone's BPE tokenizer, its catalog
             sizes a residual item table).
         item_tokenizer ([`ContRecTokenizer`]): the trained stage-1 tokenizer; it is copied in and frozen.
-        backbone, vocab_size, config_overrides, lora, lora_kwargs: the fields of [`RecommenderOptions`], which says
-            what each does; or pass ``options``, an already checked one, instead of them.
+        backbone (`str`): a [`RecommenderOptions`] field, which says what it does.
+        vocab_size (`int`): a [`RecommenderOptions`] field.
+        config_overrides (`dict`, *optional*): a [`RecommenderOptions`] field.
+        lora (`bool`): a [`RecommenderOptions`] field.
+        lora_kwargs (`dict`, *optional*): a [`RecommenderOptions`] field.
+        options ([`RecommenderOptions`], *optional*): an already checked one, passed instead of the five fields.
 
     Returns:
-        `tuple` of the [`ContRecForRecommendation`] and its text tokenizer (with the item special tokens).
+        `tuple`: the [`ContRecForRecommendation`] and its text tokenizer (with the item special tokens).
     """
     fields = {"backbone": backbone, "vocab_size": vocab_size, "config_overrides": config_overrides or {},
               "lora": lora, "lora_kwargs": lora_kwargs}  # fmt: skip
