@@ -125,6 +125,7 @@ def main() -> None:
     model, training = overrides(args.set)
     results = [run_tiger(args.output / args.name, seed, model, training) for seed in args.seeds]
     semantic = results[0]["semantic_ids"]
+    options = json.dumps({**model, **training}) if model or training else "the defaults"
     lines = [
         f"ML-100K leave-one-out, full ranking, history masked; seeds {', '.join(map(str, args.seeds))}. Training time:"
         " TIGER's RQ-VAE and T5 with their validations; ContRec's stage 1 and stage 2; SASRec's training.",
@@ -139,7 +140,7 @@ def main() -> None:
         f"{', '.join(f'{u:.0%}' for u in semantic['codebook_usage'])}, {semantic['distinct_codes']:,} distinct "
         f"code tuples for {semantic['num_items']:,} items, {semantic['colliding_items']:,} items share theirs with "
         f"another (collision codes up to {semantic['collision_codes'] - 1}); RQ-VAE held-out MSE "
-        f"{semantic['rq_heldout_mse']:.3f}. TIGER's options: {json.dumps({**model, **training}) or 'the defaults'}.",
+        f"{semantic['rq_heldout_mse']:.3f}. TIGER's options: {options}.",
     ]
     title = "TIGER next to ContRec, SASRec-CE and Pop"
     publish(lines, "tiger_ml100k.py", "tiger_ml100k", title, args.write_docs)
