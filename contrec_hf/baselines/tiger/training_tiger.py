@@ -110,7 +110,7 @@ class TIGERTrainer:
         >>> data = load_sequential_dataset("ml-100k")
         >>> features = build_item_features(data, "text").features
         >>> trainer = TIGERTrainer(data, features, TIGERConfig(num_items=data.num_items), TIGERTrainingArguments())
-        >>> model = trainer.train()  # minutes on 2 CPU cores
+        >>> model = trainer.train()  # 20 to 40 minutes on one CPU core (docs/benchmarks.md)
         >>> trainer.evaluate("test").metrics["ndcg@10"]  # doctest: +SKIP
         ```
     """
