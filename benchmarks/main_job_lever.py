@@ -6,8 +6,14 @@ job there with ``--set`` applied to `ContRecConfig` (and the reference's seed an
 pipeline and the evaluation run again, so the lever's row and the reference's differ in that one change only. The
 table compares test NDCG@10 / HR@10 over the references (mean ± population std), next to SASRec-CE of the same runs.
 
+A lever of stage 1 instead (``--tokenizer-set``, `ContRecTokenizerConfig` fields, e.g. the VQ tokenizer) copies
+the reference's item features but not its tokenizer: the σ-VAE is retrained here, with the reference's seed and the
+main job's training arguments, on the same features; stage 2 then trains on the new tokens.
+
 Reproduce (one main job without stage 1 per reference, ~25 min each on 2 cores with nothing else running):
     .venv/bin/python benchmarks/main_job_lever.py --name item-table-tokens --set item_table=tokens \
+        --reference runs/seeds/seed-0 runs/seeds/seed-1 runs/seeds/seed-2 --write-docs
+    .venv/bin/python benchmarks/main_job_lever.py --name vq-tokens --tokenizer-set quantizer=vq sigma_sampling=false \
         --reference runs/seeds/seed-0 runs/seeds/seed-1 runs/seeds/seed-2 --write-docs
 """
 
@@ -17,13 +23,17 @@ import argparse
 import json
 import shutil
 import statistics
+import time
 from pathlib import Path
 
 from _report import ROOT, publish
 
+from contrec_hf.data import SequentialDataset
+from contrec_hf.features import CollaborativeConfig
 from contrec_hf.main_job import run_main_job
 from contrec_hf.models import effective_rank
 from contrec_hf.pipelines import ContRecCatalog
+from contrec_hf.training import TokenizerTrainingArguments, run_tokenizer_stage
 
 ROWS = {"contrec": "ContRec, fast path", "contrec_full": "ContRec, full path", "sasrec": "SASRec-CE"}
 
@@ -41,13 +51,16 @@ def parse_overrides(pairs: list[str], parser: argparse.ArgumentParser) -> dict:
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            parser.error(f"--set takes KEY=VALUE (a ContRecConfig field), got {pair!r}")
+            parser.error(f"--set and --tokenizer-set take KEY=VALUE (a config field), got {pair!r}")
         overrides[key] = parse_value(value)
     return overrides
 
 
-def prepare(reference: Path, folder: Path) -> dict:
-    """Copy the reference's finished data, stage 1 and baselines into ``folder``; returns the reference's options."""
+def prepare(reference: Path, folder: Path, seed: int, tokenizer_overrides: dict) -> dict:
+    """Copy the reference's finished data, stage 1 and baselines into ``folder``; returns the reference's options.
+
+    With ``tokenizer_overrides``, stage 1's tokenizer is retrained in ``folder`` on the reference's features instead.
+    """
     done = json.loads((reference / "stages.json").read_text())
     missing = [stage for stage in ("data", "tokenizer", "baselines") if stage not in done]
     if missing or not (reference / "metrics.json").is_file():
@@ -56,9 +69,23 @@ def prepare(reference: Path, folder: Path) -> dict:
     if (folder / "stages.json").is_file():  # resume a lever run
         return recipe
     folder.mkdir(parents=True)
-    for stage in ("data", "tokenizer", "baselines"):
+    stages = {s: done[s] for s in ("data", "tokenizer", "baselines")}
+    for stage in ("data", "baselines"):
         shutil.copytree(reference / stage, folder / stage)
-    (folder / "stages.json").write_text(json.dumps({s: done[s] for s in ("data", "tokenizer", "baselines")}))
+    if tokenizer_overrides:
+        features = folder / "tokenizer" / "features"
+        shutil.copytree(reference / "tokenizer" / "features", features)
+        kind = json.loads((reference / "tokenizer" / "diagnostics.json").read_text())["feature_kind"]
+        started = time.perf_counter()
+        run_tokenizer_stage(  # as the main job's stage 1 does; the features are the reference's (cached, same recipe)
+            SequentialDataset.load(folder / "data"), kind, folder / "tokenizer", tokenizer_kwargs=tokenizer_overrides,
+            args=TokenizerTrainingArguments(seed=seed), features_dir=features,
+            collaborative=CollaborativeConfig(seed=seed), progress=False,
+        )  # fmt: skip
+        stages["tokenizer"] = time.perf_counter() - started
+    else:
+        shutil.copytree(reference / "tokenizer", folder / "tokenizer")
+    (folder / "stages.json").write_text(json.dumps(stages))
     return recipe
 
 
@@ -71,7 +98,9 @@ def table_rank(run: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="the lever's name (its folder and docs section)")
-    parser.add_argument("--set", nargs="+", required=True, metavar="KEY=VALUE", help="ContRecConfig fields")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="ContRecConfig fields")
+    parser.add_argument("--tokenizer-set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="ContRecTokenizerConfig fields: stage 1's tokenizer is retrained with them")  # fmt: skip
     parser.add_argument("--reference", type=Path, nargs="+", required=True, help="finished main-job folders")
     parser.add_argument("--max-steps", type=int, default=2000, help="stage-2 steps (the references' too)")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "levers")
@@ -79,6 +108,9 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     overrides = parse_overrides(args.set, parser)
+    tokenizer_overrides = parse_overrides(args.tokenizer_set, parser)
+    if not overrides and not tokenizer_overrides:
+        parser.error("give the lever: --set, --tokenizer-set or both")
 
     pairs, ranks = {}, {}
     for reference in args.reference:
@@ -86,7 +118,7 @@ def main() -> None:
             parser.error(f"a reference folder is named seed-S after its --seed (main_job_seeds.py), got {reference}")
         seed = int(reference.name[5:])
         folder = args.output / args.name / f"seed-{seed}"
-        recipe = prepare(reference, folder)
+        recipe = prepare(reference, folder, seed, tokenizer_overrides)
         lever = run_main_job(folder, seed=seed, max_steps=args.max_steps, recipe=recipe["name"],
                              config_overrides=overrides, progress=False)  # fmt: skip
         pairs[seed] = (json.loads((reference / "metrics.json").read_text())["test"], lever["test"])
@@ -101,7 +133,8 @@ def main() -> None:
         spread = statistics.pstdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.4f} ± {spread:.4f}"
 
-    setting = ", ".join(f"`{k}={v}`" for k, v in overrides.items())
+    setting = ", ".join([f"`{k}={v}`" for k, v in overrides.items()] +
+                        [f"tokenizer `{k}={v}`" for k, v in tokenizer_overrides.items()])  # fmt: skip
     lines = [
         f"| model | test NDCG@10, reference | test NDCG@10, {setting} | per seed | test HR@10, reference → lever |",
         "|---|---:|---:|---|---|",
@@ -117,7 +150,8 @@ def main() -> None:
         "",
         f"ML-100K, leave-one-out, full ranking, history masked, 943 test users; seeds {seeds}; the reference runs: "
         f"{references}; the lever reuses their data, stage 1 and baselines (SASRec-CE is the same model in both "
-        "columns) and retrains stage 2 with one change. Effective rank of the item table the pipeline scores "
+        "columns) and retrains stage 2 with one change (a tokenizer lever also retrains the σ-VAE on the same "
+        "features). Effective rank of the item table the pipeline scores "
         f"against (of its d_z columns), reference → lever: {rank_text}." + (f" {args.note}" if args.note else ""),
     ]
     publish(lines, "main_job_lever.py", f"lever_{args.name.replace('-', '_')}", f"Lever: {setting}", args.write_docs)
