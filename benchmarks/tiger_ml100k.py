@@ -1,10 +1,11 @@
-"""TIGER next to ContRec (both recipes), SASRec-CE and Pop on ML-100K, over seeds, in one table.
+"""TIGER next to ContRec (both recipes and with VQ tokens), SASRec-CE and Pop on ML-100K, over seeds, in one table.
 
 Each TIGER run is ``run_baseline("tiger", …, seed=S)`` into ``--output/NAME/seed-S`` (a finished folder is read, not
 rerun), on the leave-one-out split of the main job, scored by the same evaluator. ContRec, SASRec-CE and Pop come
-from the main job's seed folders (``benchmarks/main_job_seeds.py``: ``runs/seeds`` and ``runs/seeds-paper``), whose
-split is the same ML-100K leave-one-out split. ``--set FIELD=VALUE`` changes a `TIGERConfig` or
-`TIGERTrainingArguments` field (e.g. ``learning_rate=3e-3``), for tuning on validation.
+from the main job's seed folders (``benchmarks/main_job_seeds.py``: ``runs/seeds`` and ``runs/seeds-paper``; ContRec
+with VQ tokens from ``benchmarks/main_job_lever.py``'s ``runs/levers/vq-tokens``, the same runs with stage 1's σ-VAE
+replaced by a VQ-VAE), whose split is the same ML-100K leave-one-out split. ``--set FIELD=VALUE`` changes a
+`TIGERConfig` or `TIGERTrainingArguments` field (e.g. ``learning_rate=3e-3``), for tuning on validation.
 
 Reproduce (each seed is about 20 to 30 minutes on one core; seeds can run as separate processes, one torch thread
 each, and a last call with every seed reads the finished folders and writes the table; ``--also`` adds the rows
@@ -30,11 +31,14 @@ from _report import ROOT, publish
 from contrec_hf.baselines import TIGERConfig, TIGERTrainingArguments, run_baseline
 from contrec_hf.data import load_sequential_dataset
 
-MAIN_JOB = {  # row label → (seed folders, metrics key)
-    "ContRec (default recipe, fast path)": ("seeds", "contrec"),
-    "ContRec (paper recipe, fast path)": ("seeds-paper", "contrec"),
-    "SASRec-CE": ("seeds", "sasrec"),
-    "Popularity": ("seeds", "pop"),
+SEEDS = "`benchmarks/main_job_seeds.py`"
+VQ = "`benchmarks/main_job_lever.py --name vq-tokens --tokenizer-set quantizer=vq sigma_sampling=false`"
+MAIN_JOB = {  # row label → (seed folders under runs/, metrics key, the command that writes them)
+    "ContRec (default recipe, fast path)": ("seeds", "contrec", SEEDS),
+    "ContRec (paper recipe, fast path)": ("seeds-paper", "contrec", SEEDS),
+    "ContRec with VQ tokens (default recipe, fast path)": ("levers/vq-tokens", "contrec", VQ),
+    "SASRec-CE": ("seeds", "sasrec", SEEDS),
+    "Popularity": ("seeds", "pop", SEEDS),
 }
 STAGE_SECONDS = ("tokenizer", "recommender")  # ContRec's training time: stage 1 and stage 2
 
@@ -93,10 +97,10 @@ def variant_row(folder: Path, name: str, seeds: list[int]) -> str:
 
 def main_job_rows(seeds: list[int]) -> list[str]:
     rows = []
-    for label, (folder, key) in MAIN_JOB.items():
+    for label, (folder, key, command) in MAIN_JOB.items():
         runs = [ROOT / "runs" / folder / f"seed-{s}" for s in seeds]
         if not all((run / "metrics.json").is_file() for run in runs):
-            rows.append(f"| {label} | not run: `benchmarks/main_job_seeds.py` writes `runs/{folder}` | | | | |")
+            rows.append(f"| {label} | not run: {command} writes `runs/{folder}` | | | | |")
             continue
         metrics = [json.loads((run / "metrics.json").read_text()) for run in runs]
         results = [{"test": m["test"][key], "validation": m["validation"][key]} for m in metrics]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -30,6 +31,7 @@ def run_baseline(
     model_kwargs: dict[str, Any] | None = None,
     training_kwargs: dict[str, Any] | None = None,
     progress: bool = True,
+    resume: bool = True,
 ) -> dict[str, Any]:
     """Fit baseline ``name`` (``"pop"``, ``"sasrec"`` or ``"tiger"``) on ``data``'s training part, select on
     validation, evaluate on validation and test.
@@ -37,7 +39,9 @@ def run_baseline(
     ``model_kwargs`` and ``training_kwargs`` go to :class:`SASRecConfig` and :class:`SASRecTrainingArguments`, or
     :class:`TIGERConfig` and :class:`TIGERTrainingArguments` (``training_kwargs={"device": "cuda"}`` trains and
     evaluates on a GPU, the default is the CPU; ``"mixed_precision": "bf16"`` autocasts the training forward passes).
-    TIGER's item features (``TIGERConfig.features``, MiniLM text by default) are cached in ``output_dir/features``.
+    TIGER's item features (``TIGERConfig.features``, MiniLM text by default) are cached in ``output_dir/features``,
+    and its training resumes from ``output_dir/training`` (unless ``training_kwargs`` names another ``output_dir``);
+    ``resume=False`` deletes that folder first, once every option is checked, and trains from the start.
 
     Returns ``{"validation": metrics, "test": metrics, "seconds": …, "config": …}`` (TIGER adds ``"semantic_ids"``,
     its codebook usage and collisions). With ``output_dir`` it also writes ``metrics.json`` there (and, for SASRec
@@ -59,7 +63,7 @@ def run_baseline(
         scorer, history = model.score, trainer.history
         config.update(architecture=vars(model_config), training=vars(args))
     else:
-        trainer = _tiger_trainer(data, seed, output_dir, model_kwargs, training_kwargs, progress)
+        trainer = _tiger_trainer(data, seed, output_dir, model_kwargs, training_kwargs, progress, resume)
         model = trainer.train(progress=progress)
         scorer, history, result["semantic_ids"] = model.score, trainer.history, trainer.diagnostics
         batch_size = trainer.args.eval_batch_size  # users per constrained beam search
@@ -86,13 +90,18 @@ def run_baseline(
     return result
 
 
-def _tiger_trainer(data, seed: int, output_dir: Path | None, model_kwargs, training_kwargs, progress: bool):
-    """TIGER's trainer, every option checked before its item features are built (or reused from the cache)."""
+def _tiger_trainer(data, seed: int, output_dir: Path | None, model_kwargs, training_kwargs, progress: bool,
+                   resume: bool):  # fmt: skip
+    """TIGER's trainer, every option checked before an earlier training is deleted (``resume=False``) and before
+    its item features are built (or reused from the cache)."""
     from ..features import build_item_features
 
     config = TIGERConfig(num_items=data.num_items, **(model_kwargs or {}))
-    args = TIGERTrainingArguments(seed=seed, **(training_kwargs or {}))
+    folder = {"output_dir": str(output_dir / "training")} if output_dir is not None else {}
+    args = TIGERTrainingArguments(seed=seed, **{**folder, **(training_kwargs or {})})
     check_beam_size(config)
+    if not resume and args.output_dir and Path(args.output_dir).is_dir():
+        shutil.rmtree(args.output_dir)
     cache = output_dir / "features" if output_dir is not None else None
     features = build_item_features(data, config.features, cache_dir=cache, progress=progress).features
     return TIGERTrainer(data, features, config, args)

@@ -95,7 +95,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     for model in models:
         results[model] = run_baseline(
             model, data, seed=args.seed, output_dir=targets[model], progress=not args.no_progress,
-            **kwargs.get(model, {}),
+            resume=not args.overwrite, **kwargs.get(model, {}),
         )  # fmt: skip
     for split in ("validation", "test"):
         print(f"\n{data.name} — {split} (leave-one-out, full ranking, history masked, seed {args.seed})")

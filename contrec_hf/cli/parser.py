@@ -133,7 +133,8 @@ def _baseline_parser(commands) -> None:
     add_dataclass_arguments(group, SASRecTrainingArguments, exclude=("seed", *_DEVICE_FIELDS))
     group = baseline.add_argument_group("TIGER (TIGERConfig and TIGERTrainingArguments fields, as --tiger-FIELD)")
     add_dataclass_arguments(group, TIGERConfig, exclude=("num_items",), prefix="tiger-")
-    add_dataclass_arguments(group, TIGERTrainingArguments, exclude=("seed", *_DEVICE_FIELDS), prefix="tiger-")
+    add_dataclass_arguments(group, TIGERTrainingArguments, exclude=("seed", "output_dir", *_DEVICE_FIELDS),
+                            prefix="tiger-")  # fmt: skip
     _add_device_arguments(baseline)
     baseline.set_defaults(func=cmd_baseline)
 

@@ -1,9 +1,11 @@
 """Resumable training checkpoints without pickle: safetensors for tensors, JSON for everything else.
 
 A checkpoint folder holds ``model.safetensors`` (the trainable state), ``optimizer.safetensors`` +
-``optimizer.json`` (per-parameter tensors and the param groups), ``rng.safetensors`` (torch's CPU generator),
-and ``trainer_state.json`` (scheduler state, Python RNG states, data position, metrics). It is written to a
-temporary sibling and renamed into place, so a crash mid-save never leaves a half-written checkpoint.
+``optimizer.json`` (per-parameter tensors and the param groups), ``rng.safetensors`` (torch's CPU generator and any
+named ``torch.Generator`` of the loop), ``trainer_state.json`` (scheduler state, Python RNG states, data position,
+metrics) and one ``NAME.safetensors`` per extra tensor group (e.g. the best weights an early-stopping loop keeps).
+It is written to a temporary sibling and renamed into place, so a crash mid-save never leaves a half-written
+checkpoint. The ContRec recommender's trainer, SASRec's and TIGER's all resume through it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from ..errors import ContRecError
 from ..saving import atomic_directory
 
-__all__ = ["load_training_state", "save_training_state"]
+__all__ = ["load_training_state", "load_training_tensors", "save_training_state"]
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -56,20 +58,43 @@ def save_training_state(
     directory: str | Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     trainer_state: dict[str, Any],
     rngs: dict[str, random.Random] | None = None,
+    *,
+    generators: dict[str, torch.Generator] | None = None,
+    tensors: dict[str, dict[str, torch.Tensor]] | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary sibling, then rename)."""
+    """Write a checkpoint atomically (temporary sibling, then rename).
+
+    Args:
+        directory (`str` or `Path`): the checkpoint folder (replaced as a whole).
+        model (`torch.nn.Module`): its trainable parameters are saved.
+        optimizer (`torch.optim.Optimizer`): its state and param groups.
+        scheduler (`LRScheduler`, *optional*): its state; `None` for a loop without one.
+        trainer_state (`dict`): JSON-serialisable loop state (step or epoch, metrics, data position).
+        rngs (`dict[str, random.Random]`, *optional*): Python generators of the loop, by name.
+        generators (`dict[str, torch.Generator]`, *optional*): torch generators of the loop (e.g. data order).
+        tensors (`dict[str, dict[str, torch.Tensor]]`, *optional*): extra tensor groups, each saved to
+            ``NAME.safetensors`` and read back with :func:`load_training_tensors`.
+
+    Returns:
+        `Path`: the checkpoint folder.
+    """
     directory = Path(directory)
     with atomic_directory(directory) as tmp:
         trainable = {k: v.detach().cpu().contiguous() for k, v in model.named_parameters() if v.requires_grad}
         save_file(trainable, tmp / "model.safetensors")
-        tensors, meta = _optimizer_tensors(optimizer)
-        save_file(tensors, tmp / "optimizer.safetensors")
+        optimizer_tensors, meta = _optimizer_tensors(optimizer)
+        save_file(optimizer_tensors, tmp / "optimizer.safetensors")
         (tmp / "optimizer.json").write_text(json.dumps(meta))
-        save_file({"torch_cpu": torch.get_rng_state()}, tmp / "rng.safetensors")
-        scheduler_state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
+        states = {f"generator.{name}": g.get_state() for name, g in (generators or {}).items()}
+        save_file({"torch_cpu": torch.get_rng_state(), **states}, tmp / "rng.safetensors")
+        for name, group in (tensors or {}).items():
+            save_file({k: v.detach().cpu().contiguous() for k, v in group.items()}, tmp / f"{name}.safetensors")
+        scheduler_state = None
+        if scheduler is not None:
+            scheduler_state = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
         payload = {
             "trainer": trainer_state,
             "scheduler": scheduler_state,
@@ -84,10 +109,17 @@ def load_training_state(
     directory: str | Path,
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
     rngs: dict[str, random.Random] | None = None,
+    *,
+    generators: dict[str, torch.Generator] | None = None,
 ) -> dict[str, Any]:
-    """Restore what :func:`save_training_state` wrote; returns the trainer state."""
+    """Restore what :func:`save_training_state` wrote (the same arguments, restored in place); returns the trainer
+    state.
+
+    Returns:
+        `dict`: the ``trainer_state`` that was saved.
+    """
     directory = Path(directory)
     names = ("model.safetensors", "optimizer.safetensors", "optimizer.json", "rng.safetensors", "trainer_state.json")
     missing = [n for n in names if not (directory / n).is_file()]
@@ -101,15 +133,36 @@ def load_training_state(
         rng = load_file(directory / "rng.safetensors")
     except (OSError, ValueError, SafetensorError) as err:
         raise ContRecError(f"checkpoint {directory} is corrupt: {err}") from err
+    missing_generators = [n for n in (generators or {}) if f"generator.{n}" not in rng]
+    if missing_generators or (scheduler is None) != (payload["scheduler"] is None):
+        raise ContRecError(f"checkpoint {directory} was written by another training loop")
     missing_keys, unexpected = model.load_state_dict(weights, strict=False)
     trainable = {k for k, v in model.named_parameters() if v.requires_grad}
     if unexpected or trainable & set(missing_keys):
         raise ContRecError(f"checkpoint {directory} does not match the model (unexpected {unexpected[:5]})")
     _restore_optimizer(optimizer, optimizer_tensors, optimizer_meta)
-    scheduler.load_state_dict({**payload["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
+    if scheduler is not None:
+        scheduler.load_state_dict({**payload["scheduler"], "lr_lambdas": [None] * len(optimizer.param_groups)})
     torch.set_rng_state(rng["torch_cpu"])
+    for name, generator in (generators or {}).items():
+        generator.set_state(rng[f"generator.{name}"])
     random.setstate(_python_rng_from_json(payload["python_rng"]))
     for name, generator in (rngs or {}).items():
         if name in payload["rngs"]:
             generator.setstate(_python_rng_from_json(payload["rngs"][name]))
     return payload["trainer"]
+
+
+def load_training_tensors(directory: str | Path, name: str) -> dict[str, torch.Tensor]:
+    """The tensor group ``name`` that :func:`save_training_state` wrote with ``tensors={name: …}``.
+
+    Returns:
+        `dict[str, torch.Tensor]`: the group, on the CPU.
+    """
+    path = Path(directory) / f"{name}.safetensors"
+    if not path.is_file():
+        raise ContRecError(f"{directory} is not a complete checkpoint: missing {path.name}")
+    try:
+        return load_file(path)
+    except (OSError, ValueError, SafetensorError) as err:
+        raise ContRecError(f"checkpoint {directory} is corrupt: {err}") from err

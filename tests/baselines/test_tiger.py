@@ -1,6 +1,7 @@
 """TIGER: semantic IDs, the constrained beam search, the retrieval rule, training, saving and bad input."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -174,3 +175,45 @@ def test_run_baseline_trains_evaluates_and_saves_tiger(walk, tmp_path):
     assert (tmp_path / "tiger" / "features" / "features.json").is_file()
     assert len(json.loads((tmp_path / "tiger" / "training_history.json").read_text())) == 2
     assert TIGER.from_pretrained(tmp_path / "tiger" / "model").config.codebook_size == 4
+
+
+def resumable(data, folder, **kwargs) -> TIGERTrainer:
+    """A trainer with dropout on (so the torch RNG must be restored too), checkpointing into ``folder``."""
+    config = TIGERConfig(num_items=data.num_items, dropout=0.1, **TINY)
+    args = TIGERTrainingArguments(seed=0, max_epochs=4, patience=50, output_dir=str(folder) if folder else None,
+                                  **{**FAST, "windows_per_epoch": 70, **kwargs})  # fmt: skip
+    return TIGERTrainer(data, features(data.num_items), config, args)
+
+
+def same_training(a: TIGERTrainer, b: TIGERTrainer) -> bool:
+    state_b = b.model.generator.state_dict()
+    weights = all(torch.equal(value, state_b[name]) for name, value in a.model.generator.state_dict().items())
+    untimed = [[{k: v for k, v in row.items() if k != "seconds"} for row in t.history] for t in (a, b)]
+    return weights and untimed[0] == untimed[1] and torch.equal(a.model.semantic_ids, b.model.semantic_ids)
+
+
+def test_an_interrupted_training_resumes_to_the_same_model(walk, tmp_path, monkeypatch):
+    straight = resumable(walk, None)
+    straight.train(progress=False)
+    first = resumable(walk, tmp_path / "run")
+    first.train(progress=False, stop_at_epoch=2)  # stopped after epoch 2, as a kill would
+    saved = json.loads((tmp_path / "run" / "checkpoint" / "trainer_state.json").read_text())["trainer"]
+    assert saved["epoch"] == 2 and not saved["finished"] and len(saved["history"]) == 2
+    assert not list((tmp_path / "run").rglob("*.bin")) and not list((tmp_path / "run").rglob("*.pkl"))
+    resumed = resumable(walk, tmp_path / "run")
+    resumed.train(progress=False)
+    assert same_training(straight, resumed) and [row["epoch"] for row in resumed.history] == [1, 2, 3, 4]
+
+    # Killed inside epoch 1: only the semantic IDs were saved; the RQ-VAE is not trained again.
+    resumable(walk, tmp_path / "early").train(progress=False, stop_at_epoch=1)
+    shutil.rmtree(tmp_path / "early" / "checkpoint")
+    monkeypatch.setattr(TIGERTrainer, "train_semantic_ids", lambda *a, **k: pytest.fail("RQ-VAE retrained"))
+    again = resumable(walk, tmp_path / "early")
+    again.train(progress=False)
+    assert same_training(straight, again) and again.diagnostics == straight.diagnostics
+
+    finished = resumable(walk, tmp_path / "run")  # a finished run is read back, not trained further
+    finished.train(progress=False)
+    assert same_training(straight, finished)
+    with pytest.raises(ConfigError, match="started with other options"):
+        resumable(walk, tmp_path / "run", learning_rate=1e-2).train(progress=False)

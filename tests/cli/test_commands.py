@@ -61,6 +61,14 @@ def test_baseline_tiger_on_a_table(tmp_path, fixtures_dir, capsys):
     assert (tmp_path / "model" / "generator" / "model.safetensors").is_file()
     assert (tmp_path / "model" / "item_tokenizer" / "model.safetensors").is_file()
     assert "| tiger |" in capsys.readouterr().out
+    assert (tmp_path / "training" / "checkpoint" / "trainer_state.json").is_file()
+    (tmp_path / "metrics.json").unlink()  # an unfinished run: a rerun without --overwrite resumes it
+    assert main([*args, *TIGER_TINY, "--no-progress"]) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text())["test"] == metrics["test"]
+    (tmp_path / "metrics.json").unlink()
+    assert main([*args, *TIGER_TINY, "--tiger-learning-rate", "0.01", "--no-progress"]) == 2
+    assert "started with other options" in capsys.readouterr().err
+    assert main([*args, *TIGER_TINY, "--tiger-learning-rate", "0.01", "--overwrite", "--no-progress"]) == 0
     for flags, message in [(["--tiger-codebook-size", "64"], "exceeds the catalog's 6 items"),
                            (["--tiger-beam-size", "5"], "beam_size 5 is below 20")]:  # fmt: skip
         assert main([*args, *TIGER_TINY, *flags, "--overwrite", "--no-progress"]) == 2

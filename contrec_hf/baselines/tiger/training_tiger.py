@@ -1,12 +1,15 @@
 """Training TIGER: the RQ-VAE's semantic IDs first (stage 1's loop), then the T5 with teacher forcing on every
-training window, early stopping on validation NDCG@10 with the best weights restored."""
+training window, early stopping on validation NDCG@10 with the best weights restored. With an ``output_dir`` both
+stages resume: the semantic IDs are saved once, and a checkpoint after every epoch (docs/baselines.md, TIGER)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,9 +18,11 @@ from tqdm.auto import tqdm
 from ...data.split import SequentialDataset
 from ...errors import ConfigError, InputError
 from ...evaluation import evaluate_scorer
+from ...saving import atomic_directory
+from ...training.checkpoint import load_training_state, load_training_tensors, save_training_state
 from ...training.devices import autocast, check_mixed_precision, grad_scaler, optimizer_step
 from ...training.tokenizer import TokenizerTrainingArguments, train_item_tokenizer
-from ...utils import check_device, check_number, require_positive, set_seed
+from ...utils import check_device, check_number, require_positive, set_seed, write_json
 from .modeling_tiger import TIGER, TIGERConfig
 from .semantic_ids import unique_semantic_ids
 
@@ -50,6 +55,10 @@ class TIGERTrainingArguments:
         device (`str`, *optional*): ``"cpu"`` (the default, `None`), ``"cuda"`` or ``"cuda:N"``.
         mixed_precision (`str`): ``"no"``, ``"bf16"`` or ``"fp16"`` (a CUDA GPU only), for the generator's training
             forward passes.
+        output_dir (`str`, *optional*): where training keeps what it needs to resume: ``options.json``,
+            ``semantic_ids/`` (the RQ-VAE and every item's IDs, once) and ``checkpoint/`` (after every epoch). A
+            rerun with the same folder resumes where the last run stopped and gives the same model; a folder
+            started with other options is refused. `None` (the default) keeps nothing.
     """
 
     batch_size: int = 256
@@ -65,6 +74,7 @@ class TIGERTrainingArguments:
     seed: int = 0
     device: str | None = None
     mixed_precision: str = "no"
+    output_dir: str | None = None
 
     def __post_init__(self) -> None:
         require_positive(self, "batch_size", "learning_rate", "max_epochs", "patience", "rq_batch_size",
@@ -194,31 +204,94 @@ class TIGERTrainer:
             total += loss.item() * len(batch)
         return total / len(order)
 
-    def train(self, progress: bool = True) -> TIGER:
-        """Semantic IDs, then the generator until validation NDCG@10 stops improving; returns the best model."""
+    def _options_check(self) -> None:
+        """Record the options in ``output_dir/options.json``; refuse a folder that was started with others."""
+        options = json.loads(json.dumps({"config": asdict(self.config), "args": asdict(self.args)}))
+        options["args"].pop("output_dir")
+        path = Path(self.args.output_dir) / "options.json"
+        if path.is_file() and json.loads(path.read_text()) != options:
+            raise ConfigError(
+                f"{path.parent} holds a TIGER training started with other options ({path}); use another "
+                "output_dir, or delete the folder to start over"
+            )
+        write_json(path, options)
+
+    def _semantic_id_stage(self, progress: bool) -> TIGER:
+        """The untrained TIGER over trained semantic IDs: read from ``output_dir/semantic_ids`` when an earlier run
+        saved them, else trained (and saved there). Either way the generator is initialised from the same seed."""
+        folder = Path(self.args.output_dir) / "semantic_ids" if self.args.output_dir else None
+        if folder is not None and (folder / "diagnostics.json").is_file():
+            saved = TIGER.from_pretrained(folder / "model")
+            self.diagnostics = json.loads((folder / "diagnostics.json").read_text())
+            torch.manual_seed(self.args.seed)  # as train_semantic_ids does before the generator's initialisation
+            return TIGER(self.config, saved.item_tokenizer, saved.semantic_ids)
+        model = self.train_semantic_ids(progress)
+        if folder is not None:
+            with atomic_directory(folder) as tmp:
+                model.save_pretrained(tmp / "model")
+                write_json(tmp / "diagnostics.json", self.diagnostics)
+        return model
+
+    def _checkpoint(self, optimizer, scaler, generator: torch.Generator, best_state, load: bool = False):
+        """Save the loop after an epoch (``load=False``) or restore it from ``output_dir/checkpoint``; returns the
+        best weights so far (restored ones when loading, `None` when there is no checkpoint)."""
+        folder = Path(self.args.output_dir) / "checkpoint"
+        if not load:
+            state = {**self.state, "history": self.history, "order": self._order, "scaler": scaler.state_dict()}
+            save_training_state(folder, self.model.generator, optimizer, None, state,
+                                generators={"windows": generator}, tensors={"best_generator": best_state})  # fmt: skip
+            return best_state
+        if not (folder / "trainer_state.json").is_file():
+            return None
+        state = load_training_state(folder, self.model.generator, optimizer, None, generators={"windows": generator})
+        self.history, self._order = state.pop("history"), state.pop("order")
+        if state["scaler"]:
+            scaler.load_state_dict(state["scaler"])
+        self.state = {k: v for k, v in state.items() if k != "scaler"}
+        logger.info("TIGER resumed from %s after epoch %d", folder, self.state["epoch"])
+        return load_training_tensors(folder, "best_generator")
+
+    def train(self, progress: bool = True, stop_at_epoch: int | None = None) -> TIGER:
+        """Semantic IDs, then the generator until validation NDCG@10 stops improving; returns the best model.
+
+        With ``args.output_dir``, a rerun resumes from the last epoch's checkpoint. ``stop_at_epoch`` stops after
+        that epoch (and its checkpoint), as an interruption would, and returns the model as it is then.
+        """
         args = self.args
         generator = set_seed(args.seed)
-        self.model = self.train_semantic_ids(progress)
+        if args.output_dir:
+            self._options_check()
+        self.model = self._semantic_id_stage(progress)
         self.model.generator.to(self.device)
         optimizer = torch.optim.AdamW(self.model.generator.parameters(), lr=args.learning_rate,
                                       weight_decay=args.weight_decay)  # fmt: skip
         scaler = grad_scaler(self.device, args.mixed_precision)
-        best, best_state, stale = -1.0, None, 0
-        bar = tqdm(range(1, args.max_epochs + 1), desc="TIGER training", disable=not progress)
+        self.state = {"epoch": 0, "best": -1.0, "stale": 0, "finished": False}
+        best_state = self._checkpoint(optimizer, scaler, generator, None, load=True) if args.output_dir else None
+        bar = tqdm(range(self.state["epoch"] + 1, args.max_epochs + 1), desc="TIGER training", disable=not progress)
         for epoch in bar:
+            if self.state["finished"]:
+                break
             started = time.perf_counter()
             loss = self._epoch(optimizer, scaler, generator, progress)
             ndcg = self.evaluate("validation").metrics["ndcg@10"]
             self.history.append({"epoch": epoch, "loss": loss, "val_ndcg@10": ndcg,
                                  "seconds": time.perf_counter() - started})  # fmt: skip
+            best, stale = self.state["best"], self.state["stale"]
             if ndcg > best:
                 best, stale = ndcg, 0
                 best_state = {k: v.detach().clone() for k, v in self.model.generator.state_dict().items()}
             else:
                 stale += 1
+            finished = stale >= args.patience or epoch == args.max_epochs
+            self.state = {"epoch": epoch, "best": best, "stale": stale, "finished": finished}
+            if args.output_dir:
+                self._checkpoint(optimizer, scaler, generator, best_state)
             bar.set_postfix(loss=f"{loss:.3f}", val_ndcg10=f"{ndcg:.4f}", best=f"{best:.4f}")
             logger.info("TIGER epoch %d: loss %.4f, validation NDCG@10 %.4f (best %.4f)", epoch, loss, ndcg, best)
-            if stale >= args.patience:
+            if stop_at_epoch is not None and epoch >= stop_at_epoch and not finished:
+                return self.model
+            if finished:
                 break
         self.model.generator.load_state_dict(best_state)
         self.model.generator.eval()
