@@ -39,9 +39,10 @@ def run_baseline(
     ``model_kwargs`` and ``training_kwargs`` go to :class:`SASRecConfig` and :class:`SASRecTrainingArguments`, or
     :class:`TIGERConfig` and :class:`TIGERTrainingArguments` (``training_kwargs={"device": "cuda"}`` trains and
     evaluates on a GPU, the default is the CPU; ``"mixed_precision": "bf16"`` autocasts the training forward passes).
-    TIGER's item features (``TIGERConfig.features``, MiniLM text by default) are cached in ``output_dir/features``,
-    and its training resumes from ``output_dir/training`` (unless ``training_kwargs`` names another ``output_dir``);
-    ``resume=False`` deletes that folder first, once every option is checked, and trains from the start.
+    TIGER's item features (``TIGERConfig.features``, MiniLM text by default) are cached in ``output_dir/features``.
+    SASRec's and TIGER's training resumes from ``output_dir/training`` (unless ``training_kwargs`` names another
+    ``output_dir``); ``resume=False`` deletes that folder first, once every option is checked, and trains from the
+    start.
 
     Returns ``{"validation": metrics, "test": metrics, "seconds": …, "config": …}`` (TIGER adds ``"semantic_ids"``,
     its codebook usage and collisions). With ``output_dir`` it also writes ``metrics.json`` there (and, for SASRec
@@ -57,7 +58,8 @@ def run_baseline(
         scorer = PopularityRecommender().fit(data).score
     elif name == "sasrec":
         model_config = SASRecConfig(num_items=data.num_items, **(model_kwargs or {}))
-        args = SASRecTrainingArguments(seed=seed, **(training_kwargs or {}))
+        args = SASRecTrainingArguments(seed=seed, **_with_training_folder(output_dir, training_kwargs))
+        _start_over(args, resume)
         trainer = SASRecTrainer(data, model_config, args)
         model = trainer.train(progress=progress)
         scorer, history = model.score, trainer.history
@@ -97,11 +99,21 @@ def _tiger_trainer(data, seed: int, output_dir: Path | None, model_kwargs, train
     from ..features import build_item_features
 
     config = TIGERConfig(num_items=data.num_items, **(model_kwargs or {}))
-    folder = {"output_dir": str(output_dir / "training")} if output_dir is not None else {}
-    args = TIGERTrainingArguments(seed=seed, **{**folder, **(training_kwargs or {})})
+    args = TIGERTrainingArguments(seed=seed, **_with_training_folder(output_dir, training_kwargs))
     check_beam_size(config)
-    if not resume and args.output_dir and Path(args.output_dir).is_dir():
-        shutil.rmtree(args.output_dir)
+    _start_over(args, resume)
     cache = output_dir / "features" if output_dir is not None else None
     features = build_item_features(data, config.features, cache_dir=cache, progress=progress).features
     return TIGERTrainer(data, features, config, args)
+
+
+def _with_training_folder(output_dir: Path | None, training_kwargs: dict | None) -> dict:
+    """The training arguments, with ``output_dir/training`` as the folder to resume from unless they name one."""
+    folder = {"output_dir": str(output_dir / "training")} if output_dir is not None else {}
+    return {**folder, **(training_kwargs or {})}
+
+
+def _start_over(args, resume: bool) -> None:
+    """Delete an earlier training's resume folder when asked to start over (the arguments are checked by now)."""
+    if not resume and args.output_dir and Path(args.output_dir).is_dir():
+        shutil.rmtree(args.output_dir)

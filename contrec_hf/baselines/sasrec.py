@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,13 +19,14 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..data.split import SequentialDataset
 from ..errors import CheckpointError, ConfigError, EvaluationError, InputError
 from ..evaluation import evaluate_scorer
 from ..saving import atomic_directory, load_guard
+from ..training.checkpoint import EpochCheckpoint
 from ..training.devices import autocast, check_mixed_precision, grad_scaler, optimizer_step
+from ..training.early_stopping import EpochLoop
 from ..utils import check_device, require_positive, set_seed, write_json
 
 __all__ = ["SASRec", "SASRecConfig", "SASRecTrainer", "SASRecTrainingArguments"]
@@ -216,6 +216,9 @@ class SASRecTrainingArguments:
         mixed_precision (`str`): ``"no"`` (the default), ``"bf16"`` or ``"fp16"`` (a CUDA GPU only): the training
             forward passes run under `torch.autocast` in that precision (the weights stay fp32; validation scores
             are fp32, so full ranking breaks no extra ties).
+        output_dir (`str`, *optional*): where training keeps ``options.json`` and a checkpoint after every epoch
+            (``checkpoint/``); a rerun with the same folder resumes after the last finished epoch and gives the same
+            model, and a folder started with other options is refused. `None` (the default) keeps nothing.
     """
 
     batch_size: int = 16
@@ -228,6 +231,7 @@ class SASRecTrainingArguments:
     eval_batch_size: int = 256
     device: str | None = None
     mixed_precision: str = "no"
+    output_dir: str | None = None
 
     def __post_init__(self) -> None:
         require_positive(self, "batch_size", "learning_rate", "max_epochs", "patience", "eval_batch_size")
@@ -296,40 +300,38 @@ class SASRecTrainer:
             desc=f"SASRec {split}",
         )
 
-    def train(self, progress: bool = True) -> SASRec:
-        """Train until validation NDCG@10 stops improving; restores and returns the best model."""
+    def _epoch(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> float:
+        """One pass over the users in a seeded random order; returns the mean loss per user."""
+        self.model.train()
+        order = torch.randperm(len(self.sequences), generator=self.generator).tolist()
+        total = 0.0
+        for start in range(0, len(order), self.args.batch_size):
+            inputs, labels = self._batch(order[start : start + self.args.batch_size])
+            with autocast(self.device, self.args.mixed_precision):
+                loss = self.model(inputs, labels)["loss"]
+            optimizer_step(loss, optimizer, scaler)
+            total += loss.item() * len(inputs)
+        return total / len(order)
+
+    def train(self, progress: bool = True, stop_at_epoch: int | None = None) -> SASRec:
+        """Train until validation NDCG@10 stops improving; restores and returns the best model.
+
+        With ``args.output_dir``, a rerun resumes from the last epoch's checkpoint. ``stop_at_epoch`` stops after
+        that epoch (and its checkpoint), as an interruption would, and returns the model as it is then.
+        """
         args = self.args
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
         scaler = grad_scaler(self.device, args.mixed_precision)  # a pass-through unless fp16
-        best, best_state, stale = -1.0, None, 0
-        bar = tqdm(range(1, args.max_epochs + 1), desc="SASRec training", disable=not progress)
-        for epoch in bar:
-            self.model.train()
-            order = torch.randperm(len(self.sequences), generator=self.generator).tolist()
-            total, started = 0.0, time.perf_counter()
-            for start in range(0, len(order), args.batch_size):
-                inputs, labels = self._batch(order[start : start + args.batch_size])
-                with autocast(self.device, args.mixed_precision):
-                    loss = self.model(inputs, labels)["loss"]
-                optimizer_step(loss, optimizer, scaler)
-                total += loss.item() * len(inputs)
-            ndcg = self.evaluate("validation").metrics["ndcg@10"]
-            self.history.append(
-                {
-                    "epoch": epoch,
-                    "loss": total / len(order),
-                    "val_ndcg@10": ndcg,
-                    "seconds": time.perf_counter() - started,
-                }
-            )
-            if ndcg > best:
-                best, stale = ndcg, 0
-                best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            else:
-                stale += 1
-            bar.set_postfix(loss=f"{total / len(order):.3f}", val_ndcg10=f"{ndcg:.4f}", best=f"{best:.4f}")
-            if stale >= args.patience:
-                break
-        self.model.load_state_dict(best_state)
-        self.model.eval()
+        checkpoint = None
+        if args.output_dir:
+            options = {"config": asdict(self.config), "args": {**asdict(args), "output_dir": None}}
+            checkpoint = EpochCheckpoint(args.output_dir, options)
+            checkpoint.check_options()
+        loop = EpochLoop(self.model, optimizer, scaler, self.generator, args.max_epochs, args.patience, checkpoint,
+                         "SASRec")  # fmt: skip
+        try:
+            loop.run(lambda: self._epoch(optimizer, scaler), lambda: self.evaluate("validation").metrics["ndcg@10"],
+                     progress, stop_at_epoch)  # fmt: skip
+        finally:
+            self.history = loop.history
         return self.model

@@ -130,7 +130,7 @@ def _baseline_parser(commands) -> None:
     )
     group = baseline.add_argument_group("SASRec (SASRecConfig and SASRecTrainingArguments fields)")
     add_dataclass_arguments(group, SASRecConfig, exclude=("num_items",))
-    add_dataclass_arguments(group, SASRecTrainingArguments, exclude=("seed", *_DEVICE_FIELDS))
+    add_dataclass_arguments(group, SASRecTrainingArguments, exclude=("seed", "output_dir", *_DEVICE_FIELDS))
     group = baseline.add_argument_group("TIGER (TIGERConfig and TIGERTrainingArguments fields, as --tiger-FIELD)")
     add_dataclass_arguments(group, TIGERConfig, exclude=("num_items",), prefix="tiger-")
     add_dataclass_arguments(group, TIGERTrainingArguments, exclude=("seed", "output_dir", *_DEVICE_FIELDS),

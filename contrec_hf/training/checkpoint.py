@@ -5,7 +5,8 @@ A checkpoint folder holds ``model.safetensors`` (the trainable state), ``optimiz
 named ``torch.Generator`` of the loop), ``trainer_state.json`` (scheduler state, Python RNG states, data position,
 metrics) and one ``NAME.safetensors`` per extra tensor group (e.g. the best weights an early-stopping loop keeps).
 It is written to a temporary sibling and renamed into place, so a crash mid-save never leaves a half-written
-checkpoint. The ContRec recommender's trainer, SASRec's and TIGER's all resume through it.
+checkpoint. The ContRec recommender's trainer resumes through it, and SASRec's and TIGER's epoch loops through
+:class:`EpochCheckpoint`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import ContRecError
+from ..errors import ConfigError, ContRecError
 from ..saving import atomic_directory
+from ..utils import write_json
 
-__all__ = ["load_training_state", "load_training_tensors", "save_training_state"]
+__all__ = ["EpochCheckpoint", "load_training_state", "load_training_tensors", "save_training_state"]
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -166,3 +168,69 @@ def load_training_tensors(directory: str | Path, name: str) -> dict[str, torch.T
         return load_file(path)
     except (OSError, ValueError, SafetensorError) as err:
         raise ContRecError(f"checkpoint {directory} is corrupt: {err}") from err
+
+
+class EpochCheckpoint:
+    """What an epoch loop with early stopping (SASRec's, TIGER's) keeps in ``directory`` to resume.
+
+    ``options.json`` records the options the loop was started with, and a rerun with others is refused;
+    ``checkpoint/`` (:func:`save_training_state`) holds the model, the optimizer, the loss scaler, the loop's data
+    order generator, the RNG states, the loop's JSON state and the best weights so far, rewritten after each epoch.
+
+    Args:
+        directory (`str` or `Path`): the loop's folder (e.g. ``TIGERTrainingArguments.output_dir``).
+        options (`dict`): JSON-serialisable options of the run (its config and training arguments).
+
+    Example:
+        ```python
+        >>> import tempfile, torch
+        >>> from contrec_hf.training.checkpoint import EpochCheckpoint
+        >>> model = torch.nn.Linear(3, 2)
+        >>> optimizer, scaler = torch.optim.AdamW(model.parameters()), torch.amp.GradScaler("cpu", enabled=False)
+        >>> order = torch.Generator().manual_seed(0)
+        >>> resume = EpochCheckpoint(tempfile.mkdtemp(), {"lr": 1e-3})
+        >>> resume.check_options()
+        >>> resume.save(model, optimizer, scaler, order, {"epoch": 1}, model.state_dict())
+        >>> state, best = resume.load(model, optimizer, scaler, order)
+        >>> state["epoch"], sorted(best)
+        (1, ['bias', 'weight'])
+
+        ```
+    """
+
+    def __init__(self, directory: str | Path, options: dict[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.options = json.loads(json.dumps(options))  # as it reads back from options.json (tuples → lists)
+
+    def check_options(self) -> None:
+        """Record the options in ``options.json``; refuse a folder that a run with other options started."""
+        path = self.directory / "options.json"
+        if path.is_file() and json.loads(path.read_text()) != self.options:
+            raise ConfigError(
+                f"{self.directory} holds a training started with other options ({path}); use another folder, or "
+                "start over (--overwrite, or delete the folder)"
+            )
+        write_json(path, self.options)
+
+    def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+             order: torch.Generator, state: dict[str, Any], best: dict[str, torch.Tensor]) -> None:  # fmt: skip
+        """Write the checkpoint after an epoch: ``state`` is the loop's JSON state, ``best`` the best weights."""
+        save_training_state(self.directory / "checkpoint", model, optimizer, None,
+                            {**state, "scaler": scaler.state_dict()}, generators={"order": order},
+                            tensors={"best": best})  # fmt: skip
+
+    def load(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+             order: torch.Generator) -> tuple[dict[str, Any], dict[str, torch.Tensor]] | None:  # fmt: skip
+        """Restore the last checkpoint in place.
+
+        Returns:
+            `(state, best)`: the loop's JSON state and the best weights, or `None` when there is no checkpoint.
+        """
+        folder = self.directory / "checkpoint"
+        if not (folder / "trainer_state.json").is_file():
+            return None
+        state = load_training_state(folder, model, optimizer, None, generators={"order": order})
+        scaler_state = state.pop("scaler")
+        if scaler_state:
+            scaler.load_state_dict(scaler_state)
+        return state, load_training_tensors(folder, "best")

@@ -110,3 +110,47 @@ def test_trains_and_evaluates_on_cuda(cyclic_dataset, tmp_path):
     assert 0.0 <= result["test"]["ndcg@10"] <= 1.0
     reloaded = SASRec.from_pretrained(tmp_path / "model")  # saved from the GPU, loaded on the CPU
     assert torch.isfinite(reloaded.score(histories)).all()
+
+
+def test_an_interrupted_training_resumes_to_the_same_model(cyclic_dataset, tmp_path):
+    """Dropout and random windows on, so every RNG of the loop must come back; patience small enough to fire."""
+
+    def trainer(folder=None, **kwargs):
+        options = {
+            "batch_size": 4,
+            "learning_rate": 5e-3,
+            "max_epochs": 8,
+            "patience": 2,
+            "window": "random",
+            **kwargs,
+        }
+        args = SASRecTrainingArguments(output_dir=str(folder) if folder else None, **options)
+        return SASRecTrainer(
+            cyclic_dataset, SASRecConfig(num_items=cyclic_dataset.num_items, dropout=0.2, **TINY), args
+        )
+
+    straight = trainer()
+    straight.train(progress=False)
+    first = trainer(tmp_path / "run")
+    first.train(progress=False, stop_at_epoch=2)
+    assert len(first.history) == 2 and (tmp_path / "run" / "checkpoint" / "best.safetensors").is_file()
+    resumed = trainer(tmp_path / "run")
+    resumed.train(progress=False)
+    state = resumed.model.state_dict()
+    assert all(torch.equal(value, state[name]) for name, value in straight.model.state_dict().items())
+    untimed = [[{k: v for k, v in row.items() if k != "seconds"} for row in t.history] for t in (straight, resumed)]
+    assert untimed[0] == untimed[1] and len(untimed[0]) >= 3
+    with pytest.raises(ConfigError, match="started with other options"):
+        trainer(tmp_path / "run", learning_rate=1e-2).train(progress=False)
+
+
+def test_run_baseline_resumes_sasrec_unless_told_to_start_over(cyclic_dataset, tmp_path):
+    kwargs = {"model_kwargs": TINY, "progress": False, "output_dir": tmp_path}
+    first = run_baseline("sasrec", cyclic_dataset, training_kwargs={"max_epochs": 2}, **kwargs)
+    assert (tmp_path / "training" / "options.json").is_file()
+    again = run_baseline("sasrec", cyclic_dataset, training_kwargs={"max_epochs": 2}, **kwargs)  # read back
+    assert again["test"] == first["test"]
+    with pytest.raises(ConfigError, match="started with other options"):
+        run_baseline("sasrec", cyclic_dataset, training_kwargs={"max_epochs": 3}, **kwargs)
+    fresh = run_baseline("sasrec", cyclic_dataset, training_kwargs={"max_epochs": 3}, resume=False, **kwargs)
+    assert fresh["config"]["training"]["max_epochs"] == 3

@@ -5,8 +5,6 @@ stages resume: the semantic IDs are saved once, and a checkpoint after every epo
 from __future__ import annotations
 
 import json
-import logging
-import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,14 +17,13 @@ from ...data.split import SequentialDataset
 from ...errors import ConfigError, InputError
 from ...evaluation import evaluate_scorer
 from ...saving import atomic_directory
-from ...training.checkpoint import load_training_state, load_training_tensors, save_training_state
+from ...training.checkpoint import EpochCheckpoint
 from ...training.devices import autocast, check_mixed_precision, grad_scaler, optimizer_step
+from ...training.early_stopping import EpochLoop
 from ...training.tokenizer import TokenizerTrainingArguments, train_item_tokenizer
 from ...utils import check_device, check_number, require_positive, set_seed, write_json
 from .modeling_tiger import TIGER, TIGERConfig
 from .semantic_ids import unique_semantic_ids
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["TIGERTrainer", "TIGERTrainingArguments", "check_beam_size", "semantic_id_diagnostics"]
 
@@ -204,18 +201,6 @@ class TIGERTrainer:
             total += loss.item() * len(batch)
         return total / len(order)
 
-    def _options_check(self) -> None:
-        """Record the options in ``output_dir/options.json``; refuse a folder that was started with others."""
-        options = json.loads(json.dumps({"config": asdict(self.config), "args": asdict(self.args)}))
-        options["args"].pop("output_dir")
-        path = Path(self.args.output_dir) / "options.json"
-        if path.is_file() and json.loads(path.read_text()) != options:
-            raise ConfigError(
-                f"{path.parent} holds a TIGER training started with other options ({path}); use another "
-                "output_dir, or delete the folder to start over"
-            )
-        write_json(path, options)
-
     def _semantic_id_stage(self, progress: bool) -> TIGER:
         """The untrained TIGER over trained semantic IDs: read from ``output_dir/semantic_ids`` when an earlier run
         saved them, else trained (and saved there). Either way the generator is initialised from the same seed."""
@@ -232,24 +217,8 @@ class TIGERTrainer:
                 write_json(tmp / "diagnostics.json", self.diagnostics)
         return model
 
-    def _checkpoint(self, optimizer, scaler, generator: torch.Generator, best_state, load: bool = False):
-        """Save the loop after an epoch (``load=False``) or restore it from ``output_dir/checkpoint``; returns the
-        best weights so far (restored ones when loading, `None` when there is no checkpoint)."""
-        folder = Path(self.args.output_dir) / "checkpoint"
-        if not load:
-            state = {**self.state, "history": self.history, "order": self._order, "scaler": scaler.state_dict()}
-            save_training_state(folder, self.model.generator, optimizer, None, state,
-                                generators={"windows": generator}, tensors={"best_generator": best_state})  # fmt: skip
-            return best_state
-        if not (folder / "trainer_state.json").is_file():
-            return None
-        state = load_training_state(folder, self.model.generator, optimizer, None, generators={"windows": generator})
-        self.history, self._order = state.pop("history"), state.pop("order")
-        if state["scaler"]:
-            scaler.load_state_dict(state["scaler"])
-        self.state = {k: v for k, v in state.items() if k != "scaler"}
-        logger.info("TIGER resumed from %s after epoch %d", folder, self.state["epoch"])
-        return load_training_tensors(folder, "best_generator")
+    def _restore_order(self, extra: dict[str, Any]) -> None:
+        self._order = extra["order"]
 
     def train(self, progress: bool = True, stop_at_epoch: int | None = None) -> TIGER:
         """Semantic IDs, then the generator until validation NDCG@10 stops improving; returns the best model.
@@ -259,40 +228,21 @@ class TIGERTrainer:
         """
         args = self.args
         generator = set_seed(args.seed)
+        checkpoint = None
         if args.output_dir:
-            self._options_check()
+            options = {"config": asdict(self.config), "args": {**asdict(args), "output_dir": None}}
+            checkpoint = EpochCheckpoint(args.output_dir, options)
+            checkpoint.check_options()
         self.model = self._semantic_id_stage(progress)
         self.model.generator.to(self.device)
         optimizer = torch.optim.AdamW(self.model.generator.parameters(), lr=args.learning_rate,
                                       weight_decay=args.weight_decay)  # fmt: skip
         scaler = grad_scaler(self.device, args.mixed_precision)
-        self.state = {"epoch": 0, "best": -1.0, "stale": 0, "finished": False}
-        best_state = self._checkpoint(optimizer, scaler, generator, None, load=True) if args.output_dir else None
-        bar = tqdm(range(self.state["epoch"] + 1, args.max_epochs + 1), desc="TIGER training", disable=not progress)
-        for epoch in bar:
-            if self.state["finished"]:
-                break
-            started = time.perf_counter()
-            loss = self._epoch(optimizer, scaler, generator, progress)
-            ndcg = self.evaluate("validation").metrics["ndcg@10"]
-            self.history.append({"epoch": epoch, "loss": loss, "val_ndcg@10": ndcg,
-                                 "seconds": time.perf_counter() - started})  # fmt: skip
-            best, stale = self.state["best"], self.state["stale"]
-            if ndcg > best:
-                best, stale = ndcg, 0
-                best_state = {k: v.detach().clone() for k, v in self.model.generator.state_dict().items()}
-            else:
-                stale += 1
-            finished = stale >= args.patience or epoch == args.max_epochs
-            self.state = {"epoch": epoch, "best": best, "stale": stale, "finished": finished}
-            if args.output_dir:
-                self._checkpoint(optimizer, scaler, generator, best_state)
-            bar.set_postfix(loss=f"{loss:.3f}", val_ndcg10=f"{ndcg:.4f}", best=f"{best:.4f}")
-            logger.info("TIGER epoch %d: loss %.4f, validation NDCG@10 %.4f (best %.4f)", epoch, loss, ndcg, best)
-            if stop_at_epoch is not None and epoch >= stop_at_epoch and not finished:
-                return self.model
-            if finished:
-                break
-        self.model.generator.load_state_dict(best_state)
-        self.model.generator.eval()
+        loop = EpochLoop(self.model.generator, optimizer, scaler, generator, args.max_epochs, args.patience,
+                         checkpoint, "TIGER", lambda: {"order": self._order}, self._restore_order)  # fmt: skip
+        try:
+            loop.run(lambda: self._epoch(optimizer, scaler, generator, progress),
+                     lambda: self.evaluate("validation").metrics["ndcg@10"], progress, stop_at_epoch)  # fmt: skip
+        finally:
+            self.history = loop.history
         return self.model
