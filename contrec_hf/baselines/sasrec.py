@@ -322,11 +322,7 @@ class SASRecTrainer:
         args = self.args
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
         scaler = grad_scaler(self.device, args.mixed_precision)  # a pass-through unless fp16
-        checkpoint = None
-        if args.output_dir:
-            options = {"config": asdict(self.config), "args": {**asdict(args), "output_dir": None}}
-            checkpoint = EpochCheckpoint(args.output_dir, options)
-            checkpoint.check_options()
+        checkpoint = EpochCheckpoint.of_run(self.config, args)
         loop = EpochLoop(self.model, optimizer, scaler, self.generator, args.max_epochs, args.patience, checkpoint,
                          "SASRec")  # fmt: skip
         try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,17 @@ class EpochCheckpoint:
     def __init__(self, directory: str | Path, options: dict[str, Any]) -> None:
         self.directory = Path(directory)
         self.options = json.loads(json.dumps(options))  # as it reads back from options.json (tuples → lists)
+
+    @classmethod
+    def of_run(cls, config: Any, args: Any) -> EpochCheckpoint | None:
+        """The checkpoint of a run whose training arguments (a dataclass) have an ``output_dir``, with the options
+        checked against the folder's (``config`` and ``args`` as recorded, the folder itself left out); `None`
+        when ``args.output_dir`` is `None`."""
+        if not args.output_dir:
+            return None
+        checkpoint = cls(args.output_dir, {"config": asdict(config), "args": {**asdict(args), "output_dir": None}})
+        checkpoint.check_options()
+        return checkpoint
 
     def check_options(self) -> None:
         """Record the options in ``options.json``; refuse a folder that a run with other options started."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -228,11 +228,7 @@ class TIGERTrainer:
         """
         args = self.args
         generator = set_seed(args.seed)
-        checkpoint = None
-        if args.output_dir:
-            options = {"config": asdict(self.config), "args": {**asdict(args), "output_dir": None}}
-            checkpoint = EpochCheckpoint(args.output_dir, options)
-            checkpoint.check_options()
+        checkpoint = EpochCheckpoint.of_run(self.config, args)
         self.model = self._semantic_id_stage(progress)
         self.model.generator.to(self.device)
         optimizer = torch.optim.AdamW(self.model.generator.parameters(), lr=args.learning_rate,
