@@ -139,7 +139,7 @@ def test_the_stage_options_are_every_field_of_the_classes_behind_them(capsys):
     device = ("device", "mixed_precision")
     expected = {
         ("baseline",): [flag(n) for n in _all_fields(SASRecConfig, ("num_items",))]
-        + [flag(n) for n in _all_fields(SASRecTrainingArguments, device)],
+        + [flag(n) for n in _all_fields(SASRecTrainingArguments, ("output_dir", *device))],
         ("tokenizer", "train"): [flag(n) for n in _all_fields(ContRecTokenizerConfig, ("input_dim",))]
         + [flag(n) for n in _all_fields(TokenizerTrainingArguments, device)]
         + [flag(n, "cf-") for n in _all_fields(CollaborativeConfig, ("seed",))],
@@ -150,6 +150,7 @@ def test_the_stage_options_are_every_field_of_the_classes_behind_them(capsys):
     for path, names in expected.items():
         text = flags(path)
         assert not [n for n in names if n not in text], path
+    assert "--output-dir" not in flags(("baseline",))  # the baselines' resume folder is --output/training
     # The stage-2 flags are every ContRecConfig field but the few set by the library itself.
     fixed = set(_all_fields(ContRecConfig)) - set(STAGE2_CONFIG_FIELDS)
     assert fixed == {
