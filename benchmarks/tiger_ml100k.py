@@ -73,6 +73,9 @@ def run_tiger(output: Path, seed: int, model: dict, training: dict) -> dict:
 
 
 def mean_std(values: list[float]) -> str:
+    """Mean ± population std over seeds; a single seed's figure alone (it has no spread)."""
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
     return f"{statistics.mean(values):.4f} ± {statistics.pstdev(values):.4f}"
 
 
@@ -91,7 +94,7 @@ def variant_row(folder: Path, name: str, seeds: list[int]) -> str:
     if not done:
         return f"| TIGER ({name}) | not run | | | | |"
     results = [json.loads((folder / f"seed-{s}" / "metrics.json").read_text()) for s in done]
-    label = name if done == seeds else f"{name}, seeds {', '.join(map(str, done))} only"
+    label = name if done == seeds else f"{name}, seed{'s' * (len(done) > 1)} {', '.join(map(str, done))} only"
     return row(f"TIGER ({label})", results, [r["seconds"] for r in results])
 
 
