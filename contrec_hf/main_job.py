@@ -23,7 +23,6 @@ from .errors import ConfigError, ContRecError
 from .evaluation import evaluate_scorer, format_metrics_table
 from .features import CollaborativeConfig
 from .features.store import FEATURE_KINDS
-from .retrieval import latent_scores
 from .saving import atomic_directory
 from .utils import write_json
 
@@ -93,7 +92,7 @@ def contrec_scorer(pipe, full_path: bool, **read_out_kwargs):
     def scorer(batch: list[list[int]]) -> torch.Tensor:
         condition = pipe.generate_and_encode(batch)[0] if full_path else pipe.encode_histories(batch)
         latents = pipe.read_out(condition, **read_out_kwargs)
-        return latent_scores(latents, pipe.catalog.latents)
+        return pipe.score_latents(latents)
 
     return scorer
 
@@ -149,7 +148,7 @@ def _steps_sweep(pipe, data: SequentialDataset, users: int = 200) -> list[dict[s
         latents = pipe.denoise(condition, steps, 3.0, torch.Generator().manual_seed(0))
         ms = 1000 * (time.perf_counter() - started) / len(histories)
         result = evaluate_scorer(
-            lambda batch, rows, x=latents: latent_scores(x[rows], pipe.catalog.latents), histories, targets,
+            lambda batch, rows, x=latents: pipe.score_latents(x[rows]), histories, targets,
             data.num_items, users=range(len(histories)), progress=False,
         )  # fmt: skip
         rows.append({"scheduler": scheduler_class.__name__, "steps": steps, "ndcg@10": result.metrics["ndcg@10"],

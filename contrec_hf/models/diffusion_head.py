@@ -204,9 +204,14 @@ class ContRecDiffusionHead(nn.Module):
         return -F.logsigmoid(-self.config.preference_gamma * (positive_error - negative_error)).mean()
 
     def ranking_loss(
-        self, condition: torch.Tensor, table: torch.Tensor, labels: torch.Tensor, log_inclusion: torch.Tensor | float
+        self,
+        condition: torch.Tensor,
+        table: torch.Tensor,
+        labels: torch.Tensor,
+        log_inclusion: torch.Tensor | float,
+        query: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """L_rank = −log softmax_j(cos(x̂₀(c), e_j)/τ − log π_j)[label]: the catalog softmax on the x₀ read-out.
+        """L_rank = −log softmax_j(cos(q(x̂₀(c)), e_j)/τ − log π_j)[label]: the catalog softmax on the x₀ read-out.
 
         x̂₀(c) is [`x0_estimate`] at guidance 1, the estimate the pipeline and the trainer rank with, so the loss
         trains exactly the scores that are evaluated. Sources: the catalog-softmax objectives of DiffuRec (Li et al.,
@@ -218,13 +223,17 @@ class ContRecDiffusionHead(nn.Module):
             table (`torch.Tensor` of shape `[num_candidates, latent_dim]`): the candidates' item-table rows e_j.
             labels (`torch.LongTensor` of shape `[batch]`): each row's positive, as an index into `table`.
             log_inclusion (`torch.Tensor` of shape `[num_candidates]` or `float`): log π_j of a sampled softmax.
+            query (`Callable`, *optional*): q, maps x̂₀ `[batch, latent_dim]` into the table's space (the recommender's
+                `retrieval_query`); `None` is the identity.
 
         Returns:
             `torch.Tensor` of shape `()`.
         """
         from ..retrieval import latent_scores
 
-        logits = latent_scores(self.x0_estimate(condition), table) / self.config.ranking_temperature  # [B, C]
+        x0 = self.x0_estimate(condition)  # [B, d_z]
+        x0 = x0 if query is None else query(x0)
+        logits = latent_scores(x0, table) / self.config.ranking_temperature  # [B, C]
         return F.cross_entropy(logits - log_inclusion, labels.to(logits.device))
 
     # ------------------------------------------------------------------------------------ inference

@@ -15,7 +15,7 @@ __all__ = ["ContRecCatalog"]
 
 
 class ContRecCatalog(AtomicSaveMixin, SafeLoadMixin, ModelMixin, ConfigMixin):
-    """Every item's raw id, title, category, feature vector (for prompts) and latent (for retrieval).
+    """Every item's raw id, title, category, feature vector (for prompts) and item-table row (for retrieval).
 
     A diffusers component, so a pipeline folder carries its catalog (`catalog/config.json` holds ids and text,
     `catalog/diffusion_pytorch_model.safetensors` the tensors). Raw ids are strings; for numeric ids ``1`` and
@@ -24,7 +24,8 @@ class ContRecCatalog(AtomicSaveMixin, SafeLoadMixin, ModelMixin, ConfigMixin):
     Args:
         item_ids (`list[str]`): raw id of each item, in index order.
         titles (`list[str]`) / categories (`list[str]`): item text, in index order.
-        feature_dim (`int`) / latent_dim (`int`): sizes of the stored features and latents.
+        feature_dim (`int`) / latent_dim (`int`): sizes of the stored features and latents; `latents` holds the
+            recommender's `item_table`, the frozen σ-VAE latents by default (`[num_items, hidden]` for a tied table).
     """
 
     @register_to_config

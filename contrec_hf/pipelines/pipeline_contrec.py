@@ -89,7 +89,8 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
 
     def set_retrieval_index(self, index) -> None:
         """Serve the latent-only top-K from an approximate index (e.g. `contrec_hf.retrieval_faiss.FaissIndex`
-        over `catalog.latents`) instead of the exact torch search; `None` restores the exact search."""
+        over `catalog.latents`, queried with the recommender's `retrieval_query` of the read-out) instead of the
+        exact torch search; `None` restores the exact search."""
         self.retrieval_index = index
 
     @classmethod
@@ -233,6 +234,22 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
             self.progress_bar,
         )  # fmt: skip
 
+    @torch.no_grad()
+    def score_latents(self, latents: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
+        """Scores of every catalog item for read-out latents: `metric` between the recommender's
+        `retrieval_query(latents)` and `catalog.latents`, the table it was trained to rank (the latents themselves,
+        or their input projection with `item_table="tied"`).
+
+        Args:
+            latents (`torch.Tensor` of shape `[batch, latent_dim]`): from [`read_out`].
+            metric (`str`): `"cosine"`, `"l2"` or `"dot"`.
+
+        Returns:
+            `torch.Tensor` of shape `[batch, num_items]`.
+        """
+        query = self.recommender.retrieval_query(latents)
+        return retrieval.latent_scores(query, self.catalog.latents.to(query.device), metric)
+
     # -------------------------------------------------------------------------------------- __call__
     @torch.no_grad()
     def __call__(
@@ -269,7 +286,7 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
                 `readout`, `num_inference_steps`, `guidance_scale`: x₀ at guidance 1 for the library's recipe).
                 Measured on ML-100K validation (943 users, tiny backbone): NDCG@10 0.0768 for x₀, 0.0335 for
                 one DDIM-20 sample, 0.0505 for the mean of 8 samples.
-            metric (`str`): `"cosine"`, `"l2"` or `"dot"` against the item latents.
+            metric (`str`): `"cosine"`, `"l2"` or `"dot"` against the catalog's item table ([`score_latents`]).
             output_type (`str`): `"pt"` or `"np"`.
             return_dict (`bool`): a [`ContRecPipelineOutput`] or a tuple.
         """
@@ -295,9 +312,9 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
         text_weight = self.config.text_weight if text_weight is None else text_weight
         masked = indices if exclude_history else None
         if self.retrieval_index is not None and not (texts is not None and text_weight):
-            items, values = self.retrieval_index.search(latents, top_k, masked)
+            items, values = self.retrieval_index.search(self.recommender.retrieval_query(latents), top_k, masked)
         else:
-            scores = retrieval.latent_scores(latents, self.catalog.latents.to(latents.device), metric)
+            scores = self.score_latents(latents, metric)
             if texts is not None and text_weight:
                 text = retrieval.text_scores(texts, self.catalog.config.titles, self.catalog.config.categories)
                 scores = retrieval.fuse_scores(scores, text.to(scores.device), text_weight)

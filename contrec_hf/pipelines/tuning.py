@@ -50,7 +50,7 @@ def full_path_scores(
         batch = [list(h) for h in histories[start : start + batch_size]]
         condition, texts = pipe.generate_and_encode(batch)
         latents = pipe.read_out(condition, readout, num_inference_steps, guidance_scale, generator)
-        latent.append(retrieval.latent_scores(latents, pipe.catalog.latents).cpu())
+        latent.append(pipe.score_latents(latents).cpu())
         text.append(retrieval.text_scores(texts, pipe.catalog.config.titles, pipe.catalog.config.categories))
     return torch.cat(latent), torch.cat(text)
 

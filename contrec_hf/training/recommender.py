@@ -296,7 +296,7 @@ class RecommenderTrainer:
             generator = torch.Generator(device="cpu").manual_seed(self.args.seed)  # sampled read-outs: DDIM-20
             latent = model.diffusion_head.read_out(self.conditions(batch), self.args.readout, None, 20,
                                                    self.args.guidance_scale, generator)  # fmt: skip
-            return latent_scores(latent, item_latents).cpu()
+            return latent_scores(model.retrieval_query(latent), item_latents).cpu()
 
         result = evaluate_scorer(
             scorer,

@@ -380,6 +380,35 @@ def test_learned_item_table_starts_at_the_latents_trains_and_round_trips(text_to
     assert torch.equal(back.item_table(catalog), model.item_table(catalog))
 
 
+def test_tied_item_table_is_the_input_projector_and_trains_it_through_the_ranking_loss(text_tokenizer, tmp_path):
+    model = build("llama", text_tokenizer, item_table="tied")
+    catalog = torch.randn(13, 24, generator=torch.Generator().manual_seed(3))
+    latents = model.target_latents(catalog)
+    table = model.item_table(catalog)
+    assert table.shape == (13, 32)  # the LM's hidden size: the space the prompt's item tokens live in
+    torch.testing.assert_close(table, model.projector(latents))
+    x = torch.randn(4, latents.shape[1])
+    torch.testing.assert_close(model.retrieval_query(x), model.projector(x))
+    assert torch.equal(build("llama", text_tokenizer).retrieval_query(x), x)  # other tables: the latents themselves
+    # L_rank is the softmax of cos(P(x̂₀), P(z_j)) / τ: recompute it from the head's x₀ estimate.
+    condition = torch.randn(3, model.config.condition_dim)
+    ids = torch.tensor([0, 5, 12])
+    expected = F.cross_entropy(
+        F.normalize(model.projector(model.diffusion_head.x0_estimate(condition)), dim=-1)
+        @ F.normalize(table, dim=-1).T
+        / model.config.ranking_temperature,
+        ids,
+    )
+    torch.testing.assert_close(model.ranking_loss(condition, ids, catalog), expected)
+    model.zero_grad()
+    model.ranking_loss(condition, ids, catalog).backward()
+    assert model.projector[0].weight.grad.abs().sum() > 0  # the input map is trained as the output map too
+    model.save_pretrained(tmp_path / "m")
+    back = ContRecForRecommendation.from_pretrained(tmp_path / "m")
+    assert back.config.item_table == "tied"
+    assert torch.equal(back.item_table(catalog), table)
+
+
 def test_residual_item_table_learns_rows_of_trained_items_only_and_round_trips(text_tokenizer, tmp_path):
     with pytest.raises(ConfigError, match="set num_catalog_items ≥ 1"):
         ContRecConfig(item_table="residual")

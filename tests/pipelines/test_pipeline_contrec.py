@@ -11,6 +11,7 @@ from diffusers import (
 
 from contrec_hf.errors import CheckpointError, DataError, InputError
 from contrec_hf.pipelines import ContRecCatalog, ContRecDiffusionPipeline, build_pipeline
+from contrec_hf.retrieval import latent_scores
 
 SWAPS = [DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler, EulerDiscreteScheduler]
 
@@ -185,6 +186,24 @@ def test_the_catalog_stores_the_table_the_recommender_ranks_with():
     features = rebuilt.catalog.features
     assert torch.equal(rebuilt.catalog.latents, rebuilt.recommender.item_table(features))
     assert not torch.equal(rebuilt.catalog.latents, rebuilt.recommender.target_latents(features))
+
+
+def test_a_tied_table_pipeline_scores_the_projected_read_out_and_round_trips(tmp_path):
+    from conftest import make_cyclic_dataset
+    from tiny import tiny_pipeline
+
+    data = make_cyclic_dataset()
+    pipe = tiny_pipeline(data, num_train_timesteps=50, ranking_loss_weight=1.0, item_table="tied")
+    recommender = pipe.recommender
+    assert pipe.catalog.latents.shape[1] == recommender.config.text_config.hidden_size
+    torch.testing.assert_close(pipe.catalog.latents, recommender.item_table(pipe.catalog.features))
+    out = pipe([["i1", "i2", "i3"]], top_k=5, exclude_history=False)
+    assert out.latents.shape[1] == recommender.config.latent_dim  # the read-out stays a generated latent
+    scores = latent_scores(recommender.projector(out.latents), pipe.catalog.latents)
+    assert out.item_ids[0] == [pipe.catalog.config.item_ids[i] for i in scores.topk(5).indices[0].tolist()]
+    pipe.save_pretrained(tmp_path / "p")
+    back = ContRecDiffusionPipeline.from_pretrained(tmp_path / "p")
+    assert back([["i1", "i2", "i3"]], top_k=5, exclude_history=False).item_ids == out.item_ids
 
 
 def test_numeric_ids_accept_int_and_str():

@@ -189,3 +189,26 @@ def test_residual_item_table_is_sized_and_marked_from_the_training_data(cyclic_d
     pipeline.save_pretrained(tmp_path / "pipeline")
     back = ContRecDiffusionPipeline.from_pretrained(tmp_path / "pipeline")
     torch.testing.assert_close(back.catalog.latents, pipeline.catalog.latents)
+
+
+def test_a_tied_table_is_scored_alike_by_the_trainer_and_the_main_job(cyclic_dataset, tmp_path):
+    """item_table="tied" scores P(x̂₀) against P(z_j) (`[N, hidden]`): the trainer's validation and the main job's
+    pipeline scorer rank in that space and agree."""
+    from tiny import tiny_features, tiny_recommender
+
+    from contrec_hf.main_job import contrec_metrics
+    from contrec_hf.pipelines import build_pipeline
+
+    features = tiny_features(cyclic_dataset)
+    model, text_tokenizer = tiny_recommender(cyclic_dataset, features, item_table="tied")
+    args = RecommenderTrainingArguments(output_dir=str(tmp_path / "run"), batch_size=4, max_steps=3, eval_steps=3,
+                                        save_steps=3, warmup_steps=1)  # fmt: skip
+    trainer = RecommenderTrainer(model, text_tokenizer, cyclic_dataset, features, args)
+    trainer.train(progress=False)
+    pipeline = build_pipeline(model, text_tokenizer, cyclic_dataset, features)
+    assert pipeline.catalog.latents.shape == (cyclic_dataset.num_items, model.config.text_config.hidden_size)
+    ours = trainer.evaluate("validation").metrics
+    theirs = contrec_metrics(pipeline, cyclic_dataset, "validation", full_path=False)
+    assert ours.keys() == theirs.keys()
+    for name in ours:
+        assert ours[name] == pytest.approx(theirs[name], abs=1e-6), name

@@ -15,7 +15,7 @@ from ..tokenizer import ContRecTokenizerConfig
 __all__ = ["ITEM_TABLES", "PREDICTION_TYPES", "ContRecConfig"]
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
-ITEM_TABLES = ("latent", "tokens", "residual")
+ITEM_TABLES = ("latent", "tokens", "residual", "tied")
 
 # A small Llama that trains in minutes on a CPU: the default backbone of the main job and of the tests.
 TINY_LLAMA = {
@@ -100,7 +100,12 @@ class ContRecConfig(PreTrainedConfig):
             every item, cold ones too, is scored from its content alone). Trained only through the ranking loss;
             diffusion targets stay the frozen latents. `"residual"`: the `"tokens"` table plus a learned per-item
             residual row, kept at zero for items never seen in training ([`mark_trained_items`]), so cold items still
-            score from their content alone. A saved pipeline's catalog stores the table it scores with.
+            score from their content alone. `"tied"`: the table is tied to the item input, e_j = P(z_j), the
+            projector P that turns the item's tokens into LM inputs applied to its frozen latent z_j, and retrieval
+            scores P(x̂) against it (the read-out x̂ is still generated in the latent space); the ranking loss trains P
+            as an input and an output map at once, as the tied tables of SASRec and of the quality ladder's rung 3
+            (docs/benchmarks.md), and cold items score from their content. A saved pipeline's catalog stores the table
+            it scores with.
         num_catalog_items (`int`, *optional*): N, the catalog size; needed by `item_table="residual"` (one row per
             item, in catalog order; `prepare_recommender` sets it from the dataset).
         readout (`str`, defaults to `"x0"`): the read-out the model is trained for, the default of every entry point

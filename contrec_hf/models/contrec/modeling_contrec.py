@@ -382,7 +382,8 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         """The item table e that retrieval scores against (`item_table`).
 
         `"latent"`: the frozen latents (= [`target_latents`]); `"tokens"`: those plus the learned MLP of the K tokens;
-        `"residual"`: that plus each item's learned row r_j, zero for items not marked by [`mark_trained_items`].
+        `"residual"`: that plus each item's learned row r_j, zero for items not marked by [`mark_trained_items`];
+        `"tied"`: the input projector P of the latents, P(z_j), scored against [`retrieval_query`] = P(x̂).
 
         Args:
             item_features (`torch.Tensor` of shape `[n, input_dim]`): the items' features.
@@ -390,9 +391,11 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                 `"residual"`; `None` means the whole catalog in order (n = `num_catalog_items`).
 
         Returns:
-            `torch.Tensor` of shape `[n, d_z]`.
+            `torch.Tensor` of shape `[n, d_z]` (`[n, hidden]` for `"tied"`).
         """
         latents = self.target_latents(item_features)  # [n, d_z], frozen
+        if self.config.item_table == "tied":
+            return self.projector(latents)  # e_j = P(z_j): the map the prompt's item tokens go through
         if self.table_projector is None:
             return latents
         with torch.no_grad():
@@ -409,6 +412,18 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             item_ids = torch.arange(item_features.shape[0], device=item_features.device)
         seen = self.trained_items[item_ids].unsqueeze(-1).to(table.dtype)  # [n, 1]
         return table + gather_rows(self.item_residual, item_ids.to(table.device)) * seen
+
+    def retrieval_query(self, latents: torch.Tensor) -> torch.Tensor:
+        """The vectors retrieval scores against [`item_table`]: the read-out latents themselves, or with
+        `item_table="tied"` their image P(x̂) under the input projector, the space of that table.
+
+        Args:
+            latents (`torch.Tensor` of shape `[batch, d_z]`): read-out latents x̂ (x₀ estimates or samples).
+
+        Returns:
+            `torch.Tensor` of shape `[batch, d_z]` (`[batch, hidden]` for `"tied"`).
+        """
+        return self.projector(latents) if self.config.item_table == "tied" else latents
 
     def mark_trained_items(self, item_ids) -> None:
         """Mark the catalog indices seen in training: only their residual rows of `item_table="residual"` are used
@@ -445,7 +460,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         else:  # the full softmax
             candidates, features, log_inclusion, labels = None, catalog_features, 0.0, target_ids
         table = self.item_table(features, candidates)
-        return self.diffusion_head.ranking_loss(condition, table, labels, log_inclusion)
+        return self.diffusion_head.ranking_loss(condition, table, labels, log_inclusion, query=self.retrieval_query)
 
     def forward(
         self,
