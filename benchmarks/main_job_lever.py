@@ -89,10 +89,11 @@ def prepare(reference: Path, folder: Path, seed: int, tokenizer_overrides: dict)
     return recipe
 
 
-def table_rank(run: Path) -> float:
-    """Effective rank of the item table a finished run's pipeline scores against (``[num_items, d_z]``): a learned
-    table that collapses shows here first (docs/method.md, the item table)."""
-    return effective_rank(ContRecCatalog.from_pretrained(run / "pipeline" / "catalog").latents)
+def table_rank(run: Path) -> tuple[float, int]:
+    """Effective rank and width of the item table a finished run's pipeline scores against (``[num_items, d_z]``,
+    ``[num_items, hidden]`` when tied): a learned table that collapses shows here first (docs/method.md)."""
+    table = ContRecCatalog.from_pretrained(run / "pipeline" / "catalog").latents
+    return effective_rank(table), table.shape[1]
 
 
 def main() -> None:
@@ -122,7 +123,8 @@ def main() -> None:
         lever = run_main_job(folder, seed=seed, max_steps=args.max_steps, recipe=recipe["name"],
                              config_overrides=overrides, progress=False)  # fmt: skip
         pairs[seed] = (json.loads((reference / "metrics.json").read_text())["test"], lever["test"])
-        ranks[seed] = (table_rank(reference), table_rank(folder))
+        (before_rank, before_dim), (after_rank, after_dim) = table_rank(reference), table_rank(folder)
+        ranks[seed] = (before_rank, after_rank, before_dim, after_dim)
         before, after = (pair["contrec"]["ndcg@10"] for pair in pairs[seed])
         print(f"seed {seed}: ContRec test NDCG@10 {before:.4f} → {after:.4f}", flush=True)
 
@@ -145,14 +147,15 @@ def main() -> None:
         hr = f"{cell(column(0, key, 'hr@10'))} → {cell(column(1, key, 'hr@10'))}"
         lines.append(f"| {label} | {cell(before)} | {cell(after)} | {per_seed} | {hr} |")
     seeds, references = ", ".join(map(str, pairs)), ", ".join(f"`{r}`" for r in args.reference)
-    rank_text = ", ".join(f"seed {seed}: {a:.1f} → {b:.1f}" for seed, (a, b) in ranks.items())
+    rank_text = ", ".join(f"seed {seed}: {a:.1f} → {b:.1f}" for seed, (a, b, _, _) in ranks.items())
+    dims = ", ".join(sorted({f"{a} → {b}" for _, _, a, b in ranks.values()}))
     lines += [
         "",
         f"ML-100K, leave-one-out, full ranking, history masked, 943 test users; seeds {seeds}; the reference runs: "
         f"{references}; the lever reuses their data, stage 1 and baselines (SASRec-CE is the same model in both "
         "columns) and retrains stage 2 with one change (a tokenizer lever also retrains the σ-VAE on the same "
         "features). Effective rank of the item table the pipeline scores "
-        f"against (of its d_z columns), reference → lever: {rank_text}." + (f" {args.note}" if args.note else ""),
+        f"against (of its columns: {dims}), reference → lever: {rank_text}." + (f" {args.note}" if args.note else ""),
     ]
     publish(lines, "main_job_lever.py", f"lever_{args.name.replace('-', '_')}", f"Lever: {setting}", args.write_docs)
 
