@@ -247,8 +247,7 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
         Returns:
             `torch.Tensor` of shape `[batch, num_items]`.
         """
-        query = self.recommender.retrieval_query(latents)
-        return retrieval.latent_scores(query, self.catalog.latents.to(query.device), metric)
+        return self.recommender.item_scores(latents, self.catalog.latents, metric)
 
     # -------------------------------------------------------------------------------------- __call__
     @torch.no_grad()

@@ -30,7 +30,6 @@ from ..errors import ConfigError, ContRecError, InputError
 from ..evaluation import evaluate_scorer
 from ..models.contrec import ContRecForRecommendation
 from ..models.diffusion_head import READOUTS
-from ..retrieval import latent_scores
 from ..saving import atomic_directory
 from ..utils import require_positive, set_seed, write_json
 from .checkpoint import load_training_state, save_training_state
@@ -296,7 +295,7 @@ class RecommenderTrainer:
             generator = torch.Generator(device="cpu").manual_seed(self.args.seed)  # sampled read-outs: DDIM-20
             latent = model.diffusion_head.read_out(self.conditions(batch), self.args.readout, None, 20,
                                                    self.args.guidance_scale, generator)  # fmt: skip
-            return latent_scores(model.retrieval_query(latent), item_latents).cpu()
+            return model.item_scores(latent, item_latents).cpu()
 
         result = evaluate_scorer(
             scorer,

@@ -390,6 +390,9 @@ def test_tied_item_table_is_the_input_projector_and_trains_it_through_the_rankin
     x = torch.randn(4, latents.shape[1])
     torch.testing.assert_close(model.retrieval_query(x), model.projector(x))
     assert torch.equal(build("llama", text_tokenizer).retrieval_query(x), x)  # other tables: the latents themselves
+    torch.testing.assert_close(
+        model.item_scores(x, table), F.normalize(model.projector(x), dim=-1) @ F.normalize(table, dim=-1).T
+    )
     # L_rank is the softmax of cos(P(x̂₀), P(z_j)) / τ: recompute it from the head's x₀ estimate.
     condition = torch.randn(3, model.config.condition_dim)
     ids = torch.tensor([0, 5, 12])

@@ -425,6 +425,22 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         """
         return self.projector(latents) if self.config.item_table == "tied" else latents
 
+    def item_scores(self, latents: torch.Tensor, table: torch.Tensor, metric: str = "cosine") -> torch.Tensor:
+        """Retrieval scores: `metric` between [`retrieval_query`] of the read-out latents and the [`item_table`] rows.
+
+        Args:
+            latents (`torch.Tensor` of shape `[batch, d_z]`): read-out latents x̂.
+            table (`torch.Tensor` of shape `[num_items, d_z]` (`[num_items, hidden]` when tied)): [`item_table`].
+            metric (`str`): `"cosine"`, `"l2"` or `"dot"`.
+
+        Returns:
+            `torch.Tensor` of shape `[batch, num_items]`.
+        """
+        from ...retrieval import latent_scores
+
+        query = self.retrieval_query(latents)
+        return latent_scores(query, table.to(query.device), metric)
+
     def mark_trained_items(self, item_ids) -> None:
         """Mark the catalog indices seen in training: only their residual rows of `item_table="residual"` are used
         (the others stay zero, so a cold item scores from its content). `prepare_recommender` calls it."""
