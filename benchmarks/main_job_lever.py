@@ -20,6 +20,7 @@ Reproduce (one main job without stage 1 per reference, ~25 min each on 2 cores w
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import shutil
 import statistics
@@ -35,6 +36,7 @@ from contrec_hf.models import effective_rank
 from contrec_hf.pipelines import ContRecCatalog
 from contrec_hf.training import TokenizerTrainingArguments, run_tokenizer_stage
 
+MAIN_JOB_STEPS = inspect.signature(run_main_job).parameters["max_steps"].default  # the references' stage-2 steps
 ROWS = {"contrec": "ContRec, fast path", "contrec_full": "ContRec, full path", "sasrec": "SASRec-CE"}
 
 
@@ -103,15 +105,16 @@ def main() -> None:
     parser.add_argument("--tokenizer-set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="ContRecTokenizerConfig fields: stage 1's tokenizer is retrained with them")  # fmt: skip
     parser.add_argument("--reference", type=Path, nargs="+", required=True, help="finished main-job folders")
-    parser.add_argument("--max-steps", type=int, default=2000, help="stage-2 steps (the references' too)")
+    parser.add_argument("--max-steps", type=int, default=MAIN_JOB_STEPS,
+                        help=f"the lever's stage-2 steps (other than {MAIN_JOB_STEPS}: a lever)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "levers")
     parser.add_argument("--note", default="", help="a sentence for the caption")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     overrides = parse_overrides(args.set, parser)
     tokenizer_overrides = parse_overrides(args.tokenizer_set, parser)
-    if not overrides and not tokenizer_overrides:
-        parser.error("give the lever: --set, --tokenizer-set or both")
+    if not overrides and not tokenizer_overrides and args.max_steps == MAIN_JOB_STEPS:
+        parser.error(f"give the lever: --set, --tokenizer-set, --max-steps other than {MAIN_JOB_STEPS}, or several")
 
     pairs, ranks = {}, {}
     for reference in args.reference:
@@ -135,7 +138,8 @@ def main() -> None:
         spread = statistics.pstdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.4f} ± {spread:.4f}"
 
-    setting = ", ".join([f"`{k}={v}`" for k, v in overrides.items()] +
+    steps = [f"`max_steps={args.max_steps}`"] if args.max_steps != MAIN_JOB_STEPS else []
+    setting = ", ".join([f"`{k}={v}`" for k, v in overrides.items()] + steps +
                         [f"tokenizer `{k}={v}`" for k, v in tokenizer_overrides.items()])  # fmt: skip
     lines = [
         f"| model | test NDCG@10, reference | test NDCG@10, {setting} | per seed | test HR@10, reference → lever |",
@@ -153,9 +157,9 @@ def main() -> None:
         "",
         f"ML-100K, leave-one-out, full ranking, history masked, 943 test users; seeds {seeds}; the reference runs: "
         f"{references}; the lever reuses their data, stage 1 and baselines (SASRec-CE is the same model in both "
-        "columns) and retrains stage 2 with one change (a tokenizer lever also retrains the σ-VAE on the same "
-        "features). Effective rank of the item table the pipeline scores "
-        f"against (of its columns: {dims}), reference → lever: {rank_text}." + (f" {args.note}" if args.note else ""),
+        f"columns) and retrains stage 2 with one change (a tokenizer lever also retrains the σ-VAE on the same "
+        f"features), {args.max_steps} stage-2 steps. Effective rank of the item table the pipeline scores against "
+        f"(of its columns: {dims}), reference → lever: {rank_text}." + (f" {args.note}" if args.note else ""),
     ]
     publish(lines, "main_job_lever.py", f"lever_{args.name.replace('-', '_')}", f"Lever: {setting}", args.write_docs)
 

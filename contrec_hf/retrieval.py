@@ -114,18 +114,28 @@ def text_scores(texts: Sequence[str], titles: Sequence[str], categories: Sequenc
 
     Returns `[len(texts), num_items]` in [0, 1.5].
     """
-    title_words = [_words(t) for t in titles]
-    category_words = [_words(c) for c in categories]
-    out = torch.zeros(len(texts), len(titles))
-    for row, text in enumerate(texts):
-        category, title = parse_response(text)
-        gen_title, gen_category = _words(title), _words(category)
-        for item, (tw, cw) in enumerate(zip(title_words, category_words)):
-            if gen_title and tw:
-                out[row, item] += len(gen_title & tw) / len(gen_title | tw)
-            if gen_category and cw:
-                out[row, item] += 0.5 * len(gen_category & cw) / len(gen_category | cw)
-    return out
+    parsed = [parse_response(text) for text in texts]
+    title = _jaccard([_words(t) for _, t in parsed], [_words(t) for t in titles])
+    category = _jaccard([_words(c) for c, _ in parsed], [_words(c) for c in categories])
+    return title.float() + (0.5 * category).float()
+
+
+def _jaccard(generated: list[set[str]], items: list[set[str]]) -> torch.Tensor:
+    """|g ∩ w| / |g ∪ w| of every generated word set g with every item's w, `[len(generated), len(items)]` in
+    float64; 0 where either set is empty. The intersections are a product of word-incidence matrices."""
+    vocabulary = {word: column for column, word in enumerate(sorted(set().union(*items)))}
+
+    def incidence(sets: list[set[str]]) -> torch.Tensor:  # [len(sets), |vocabulary|], 1 where a set holds a word
+        out = torch.zeros(len(sets), len(vocabulary), dtype=torch.float64)
+        for row, words in enumerate(sets):
+            out[row, [vocabulary[w] for w in words if w in vocabulary]] = 1.0
+        return out
+
+    shared = incidence(generated) @ incidence(items).T  # [G, N], exact integer counts
+    sizes = torch.tensor([len(g) for g in generated], dtype=torch.float64)[:, None]
+    item_sizes = torch.tensor([len(w) for w in items], dtype=torch.float64)[None, :]
+    union = sizes + item_sizes - shared
+    return torch.where((sizes > 0) & (item_sizes > 0), shared / union.clamp_min(1.0), 0.0)
 
 
 def fuse_scores(latent: torch.Tensor, text: torch.Tensor | None, text_weight: float) -> torch.Tensor:

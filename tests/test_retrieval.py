@@ -36,3 +36,25 @@ def test_text_scores_and_fusion():
     fused = fuse_scores(latent, scores, 1.0)
     assert torch.allclose(fuse_scores(latent, None, 1.0), torch.tensor([[-1.0, 0.0, 1.0]]))
     assert fused.argmax() == 2 and fused[0, 0] > -1.0
+
+
+def test_text_scores_jaccard_by_hand_with_empty_sets_and_unknown_words():
+    """Each entry is |g ∩ w| / |g ∪ w| of the title words + 0.5 · that of the category words, 0 where a set is empty;
+    generated words no item holds still count in the union, and a repeated word counts once."""
+    titles, categories = ["Die Hard", "Hard Hard Rain", "", "Toy Story"], ["Action", "Action Thriller", "Action", ""]
+    texts = [
+        " The user may prefer (Action Noir) items, like Die Hard Again.",  # "again", "noir": in no item
+        "no structure here",  # parses to nothing: every score 0
+        " The user may prefer () items, like Toy.",  # an empty category
+    ]
+    expected = torch.tensor(
+        [
+            [2 / 3 + 0.5 * (1 / 2), 1 / 4 + 0.5 * (1 / 3), 0.0 + 0.5 * (1 / 2), 0.0],
+            [0.0, 0.0, 0.0, 0.0],
+            [0.0, 0.0, 0.0, 1 / 2],
+        ]
+    )
+    scores = text_scores(texts, titles, categories)
+    assert scores.shape == (3, 4) and scores.dtype == torch.float32
+    torch.testing.assert_close(scores, expected, rtol=0, atol=1e-7)
+    assert text_scores([], titles, categories).shape == (0, 4)

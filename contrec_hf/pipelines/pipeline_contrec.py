@@ -176,32 +176,64 @@ class ContRecDiffusionPipeline(AtomicSaveMixin, DiffusionPipeline):
 
     @torch.no_grad()
     def generate_and_encode(
-        self, histories: list[list[int]], max_new_tokens: int = 48
+        self, histories: list[list[int]], max_new_tokens: int = 48, batch_size: int = 64
     ) -> tuple[torch.Tensor, list[str]]:
-        """Full path: greedy text generation (KV cache) until `<pref>`, then the condition at `<pref>`."""
-        model, config, collator = self.recommender, self.recommender.config, self._collator()
+        """Full path: greedy text generation (KV cache) until `<pref>`, then the condition at `<pref>` of
+        prompt + response + `<pref>`.
+
+        Users are generated ``batch_size`` at a time: the embedded prompts are left-padded for generation (the
+        position ids follow the attention mask, so a row's tokens get the positions they have alone), and the
+        second forward pads on the right. Each row gives the text and condition it gives alone, up to the float
+        rounding of batched matrix products (docs/benchmarks.md, "The full path in batches").
+
+        Args:
+            histories (`list[list[int]]`): catalog-index histories, one per user.
+            max_new_tokens (`int`): the longest response; a row that has not written `<pref>` by then stops there.
+            batch_size (`int`): users per generation batch.
+
+        Returns:
+            `tuple`: conditions `[len(histories), condition_dim]` and the generated texts (special tokens removed).
+        """
+        check_number("batch_size", batch_size, 1, integer=True, error=InputError)
         conditions, texts = [], []
-        for history in histories:  # one user at a time: prompts differ in length and generation in stopping point
-            inputs = collator([(history, None)], train=False)
-            prompt = inputs["input_ids"][:, :-1].to(self.device)  # without the trailing <pref>
-            embeds = model.embed_prompt(prompt, inputs["item_features"].to(self.device))
-            generated = model.language_model.generate(
-                inputs_embeds=embeds,
-                attention_mask=torch.ones_like(prompt),
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                eos_token_id=config.pref_token_id,
-                pad_token_id=self.text_tokenizer.pad_token_id,
-                # A generated placeholder or item marker would need features the prompt does not have: never emit one.
-                suppress_tokens=self._marker_token_ids(),
-            )
-            response = generated[0][generated[0] != config.pref_token_id]
-            texts.append(self.text_tokenizer.decode(response, skip_special_tokens=True))
-            pref = torch.tensor([[config.pref_token_id]], device=self.device)
-            full = torch.cat([prompt, response[None].to(self.device), pref], dim=1)
-            out = model(input_ids=full, item_features=inputs["item_features"].to(self.device), return_loss=False)
-            conditions.append(out.condition)
+        for start in range(0, len(histories), batch_size):
+            condition, text = self._generate_and_encode_batch(histories[start : start + batch_size], max_new_tokens)
+            conditions.append(condition)
+            texts += text
         return torch.cat(conditions), texts
+
+    def _generate_and_encode_batch(
+        self, histories: list[list[int]], max_new_tokens: int
+    ) -> tuple[torch.Tensor, list[str]]:
+        """[`generate_and_encode`] of one batch of users."""
+        model, pref, collator = self.recommender, self.recommender.config.pref_token_id, self._collator()
+        rows = [collator([(history, None)], train=False) for history in histories]
+        prompts = [row["input_ids"][0, :-1].to(self.device) for row in rows]  # without the trailing <pref>
+        features = [row["item_features"].to(self.device) for row in rows]
+        embeds = [model.embed_prompt(p[None], f)[0] for p, f in zip(prompts, features)]  # [S_b, H] each
+        padded, attention = _pad_rows(embeds, 0.0, left=True)  # [B, S, H], [B, S]
+        generated = model.language_model.generate(
+            inputs_embeds=padded,
+            attention_mask=attention,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            eos_token_id=pref,
+            pad_token_id=self.text_tokenizer.pad_token_id,
+            # A generated placeholder or item marker would need features the prompt does not have: never emit one.
+            suppress_tokens=self._marker_token_ids(),
+        )  # [B, T]: the new tokens only; a row that stopped is padded after its <pref>
+        responses = []
+        for tokens in generated:
+            stops = (tokens == pref).nonzero()
+            responses.append(tokens[: int(stops[0])] if len(stops) else tokens)
+        texts = [self.text_tokenizer.decode(r, skip_special_tokens=True) for r in responses]
+        marker = torch.tensor([pref], device=self.device)
+        full = [torch.cat([p, r.to(self.device), marker]) for p, r in zip(prompts, responses)]
+        input_ids, attention = _pad_rows(full, self.text_tokenizer.pad_token_id, left=False)
+        out = model(
+            input_ids=input_ids, attention_mask=attention, item_features=torch.cat(features), return_loss=False
+        )
+        return out.condition, texts
 
     @torch.no_grad()
     def denoise(
@@ -338,3 +370,15 @@ def build_pipeline(recommender: ContRecForRecommendation, text_tokenizer, data, 
     )
     scheduler = DDPMScheduler.from_config(recommender.diffusion_head.noise_scheduler.config, clip_sample=False)
     return ContRecDiffusionPipeline(recommender, scheduler, text_tokenizer, catalog)
+
+
+def _pad_rows(rows: list[torch.Tensor], value: float, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of different lengths (`[S_b]` or `[S_b, H]`) stacked into `[B, S_max, ...]` with ``value`` on the left
+    or on the right, and their attention mask `[B, S_max]` (1 on a row's own entries)."""
+    length = max(row.shape[0] for row in rows)
+    out = rows[0].new_full((len(rows), length, *rows[0].shape[1:]), value)
+    attention = torch.zeros(len(rows), length, dtype=torch.long, device=rows[0].device)
+    for b, row in enumerate(rows):
+        span = slice(length - row.shape[0], length) if left else slice(0, row.shape[0])
+        out[b, span], attention[b, span] = row, 1
+    return out, attention

@@ -174,6 +174,38 @@ def test_full_path_never_emits_item_markers(pipe):
     assert condition.shape[0] == 2 and texts == ["", ""]
 
 
+def test_batched_generation_gives_each_user_what_it_gives_alone(pipe):
+    """The full path generates a batch of users at once (left-padded prompts, rows that stop early padded after their
+    `<pref>`); each row's text and condition equal those of the user alone. A bias on `<pref>` makes the rows stop
+    at different points: at once, midway, or not before `max_new_tokens`."""
+    import copy
+
+    from torch import nn
+
+    from contrec_hf.errors import InputError
+
+    biased = copy.deepcopy(pipe)
+    lm, config = biased.recommender.language_model, biased.recommender.config
+    head = nn.Linear(lm.lm_head.in_features, lm.lm_head.out_features, bias=True)
+    with torch.no_grad():
+        head.weight.copy_(lm.lm_head.weight)
+        head.bias.zero_()
+        head.bias[config.pref_token_id] = 2.0
+    lm.lm_head = head
+    histories = [[1, 2], [5], [3, 4, 6, 7, 8], [0, 9, 1], [12, 11], [4], [7, 8, 9, 10]]
+    together, texts = biased.generate_and_encode(histories, max_new_tokens=12)
+    alone, alone_texts = biased.generate_and_encode(histories, max_new_tokens=12, batch_size=1)
+    chunks, chunk_texts = biased.generate_and_encode(histories, max_new_tokens=12, batch_size=3)
+    assert texts == alone_texts == chunk_texts
+    lengths = {len(biased.text_tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts}
+    assert 0 in lengths and 12 in lengths and len(lengths) >= 3, lengths  # stopped at once, midway and never
+    assert together.shape == (len(histories), config.condition_dim)
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
+    torch.testing.assert_close(chunks, alone, rtol=0, atol=1e-5)
+    with pytest.raises(InputError, match="batch_size"):
+        biased.generate_and_encode(histories, batch_size=0)
+
+
 def test_the_catalog_stores_the_table_the_recommender_ranks_with():
     from conftest import make_cyclic_dataset
     from tiny import tiny_features, tiny_pipeline

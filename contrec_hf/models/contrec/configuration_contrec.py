@@ -67,8 +67,9 @@ class ContRecConfig(PreTrainedConfig):
         detach_condition (`bool`, defaults to `False`): stop diffusion gradients from reaching the LM.
         fast_path_probability (`float`, defaults to 0.5): fraction of training samples whose response is
             dropped, `<pref>` following the prompt directly, so the fast path (no text generation) is trained.
-        diffusion_batch_multiplier (`int`, defaults to 4): noise draws per condition in each training step
-            (MAR's trick: the LM runs once, the cheap head several times).
+        diffusion_batch_multiplier (`int`, defaults to 1): noise draws per condition in each training step (MAR's
+            trick, 4 there: the LM runs once, the head several times). On ML-100K 4 draws cost a fifth of a step on
+            the CPU and did not gain on validation (docs/benchmarks.md, "Lever: `diffusion_batch_multiplier=1`").
         history_diffusion_weight (`float`, defaults to 1.0): weight of an extra diffusion loss at every history
             item: the hidden state at each `</item>` is a condition for the *next* item's latent (the last one's
             for the target), so one prompt of L items trains the head L + 1 times, as SASRec trains every
@@ -156,7 +157,7 @@ class ContRecConfig(PreTrainedConfig):
     dispersive_temperature: float = 1.0
     detach_condition: bool = False
     fast_path_probability: float = 0.5
-    diffusion_batch_multiplier: int = 4
+    diffusion_batch_multiplier: int = 1
     history_diffusion_weight: float = 1.0
     regression_head: bool = False
     flip_dispersive_sign: bool = False
