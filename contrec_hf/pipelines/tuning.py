@@ -45,14 +45,16 @@ def full_path_scores(
         `tuple[torch.Tensor, torch.Tensor]`: latent scores and text scores, each `[len(histories), num_items]`.
     """
     generator = torch.Generator(pipe.device).manual_seed(seed)
-    latent, text = [], []
+    latent, texts = [], []
     for start in range(0, len(histories), batch_size):
         batch = [list(h) for h in histories[start : start + batch_size]]
-        condition, texts = pipe.generate_and_encode(batch)
+        condition, generated = pipe.generate_and_encode(batch, batch_size=batch_size)
         latents = pipe.read_out(condition, readout, num_inference_steps, guidance_scale, generator)
         latent.append(pipe.score_latents(latents).cpu())
-        text.append(retrieval.text_scores(texts, pipe.catalog.config.titles, pipe.catalog.config.categories))
-    return torch.cat(latent), torch.cat(text)
+        texts += generated
+    # One call for all users: the catalog's word sets are built once (rows do not depend on each other).
+    text = retrieval.text_scores(texts, pipe.catalog.config.titles, pipe.catalog.config.categories)
+    return torch.cat(latent), text
 
 
 @torch.no_grad()
