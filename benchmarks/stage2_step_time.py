@@ -6,8 +6,11 @@ Reproduce (after `make demo`):
 The bare LM step is what fine-tuning the LM alone on the same token ids costs: forward over the whole sequence,
 cross-entropy on the response tokens, backward. The ContRec step adds the item tokenizer, the projector splice,
 the condition, the denoiser (`--draws` noise draws of each condition: at `<pref>` and at the dense next-item targets
-of every `</item>`), the Dispersive Loss and the ranking loss. Step times are medians over `--repeats` steps, the
-kinds interleaved over two rounds.
+of every `</item>`), the Dispersive Loss and the ranking loss. Its LM loss applies the output embeddings to the
+labelled positions alone; the row "logits at the label columns" is the same step with the LM's logits at every
+position that any row of the batch labels (ContRec's LM loss before 2026-12-02). Step times are medians over
+`--repeats` steps, the kinds interleaved over two rounds. `--fast-path-probability 0.5` draws the batch as stage 2
+does (about half the rows without a response).
 Peak memory: on CUDA, the allocator's peak during the steps; on the CPU, the peak resident set of a fresh process
 that builds the model and runs the steps of one kind (so it includes the model and Python itself).
 Issue target: ContRec ≤ 1.3× the bare LM's step time.
@@ -33,6 +36,7 @@ from contrec_hf.models import ContRecConfig
 from contrec_hf.training import load_stage1, prepare_recommender
 
 BARE_KINDS = ("bare LM", "bare LM, response logits")
+COLUMNS = ", logits at the label columns"
 
 
 def contrec_kind(draws: int) -> str:
@@ -49,16 +53,21 @@ def build_steps(args):
     model.to(device).train()
     items = data.items
     builder = PromptBuilder(items["title"].tolist(), items["category"].tolist(), model.config.num_item_tokens)
-    collator = ContRecCollator(text_tokenizer, builder, features.features, fast_path_probability=0.0)
+    fast = args.fast_path_probability
+    collator = ContRecCollator(text_tokenizer, builder, features.features, fast_path_probability=fast)
     samples = sliding_window_samples(data.train_sequences(), 20)[::997][: args.batch_size]
     batch = collator([(data.sequences[u][max(0, e - 20) : e], t) for u, e, t in samples])
     batch = {k: v.to(device) for k, v in batch.items()}
     lm = model.language_model
     keep = (batch["labels"][:, 1:] != -100).any(0).nonzero().flatten()
+    model(**batch)  # the first labelled batch checks that lm_head on the labelled rows gives the LM's own logits
+    if not model._head_on_rows_ok:
+        raise RuntimeError(f"backbone {args.backbone!r}: the LM loss does not take the head on the labelled rows")
 
-    def contrec(draws: int):  # `diffusion_batch_multiplier` noise draws of each condition (docs/method.md)
+    def contrec(draws: int, on_rows: bool = True):  # `diffusion_batch_multiplier` noise draws (docs/method.md)
         def step():
             model.config.diffusion_batch_multiplier = draws  # the head reads the shared config at each forward
+            model._head_on_rows_ok = on_rows  # False: the LM's logits at the batch's label columns
             model.zero_grad(set_to_none=True)
             model(**batch).loss.backward()
 
@@ -69,13 +78,14 @@ def build_steps(args):
         logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         F.cross_entropy(logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=-100).backward()
 
-    def bare_response_logits():  # the same logits saving ContRec uses
+    def bare_response_logits():  # the LM's logits at the batch's label columns
         lm.zero_grad(set_to_none=True)
         logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits
         F.cross_entropy(logits.flatten(0, 1), batch["labels"][:, 1:][:, keep].flatten(), ignore_index=-100).backward()
 
     steps = dict(zip(BARE_KINDS, (bare, bare_response_logits)))
     steps.update({contrec_kind(draws): contrec(draws) for draws in args.draws})
+    steps[contrec_kind(1) + COLUMNS] = contrec(1, on_rows=False)
     return steps, tuple(batch["input_ids"].shape), device
 
 
@@ -101,7 +111,8 @@ def peak_memory_mb(args, kind: str, steps, device: torch.device) -> float:
             steps[kind]()
         return torch.cuda.max_memory_allocated(device) / 2**20
     child = [sys.executable, __file__, "--tokenizer", args.tokenizer, "--batch-size", str(args.batch_size),
-             "--backbone", args.backbone, "--draws", *map(str, args.draws), "--memory-child", kind]  # fmt: skip
+             "--backbone", args.backbone, "--draws", *map(str, args.draws), "--memory-child", kind,
+             "--fast-path-probability", str(args.fast_path_probability)]  # fmt: skip
     done = subprocess.run(child, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
@@ -116,11 +127,15 @@ def main() -> None:
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--draws", type=int, nargs="+", default=[1, 4],
                         help="noise draws per condition of the ContRec rows (diffusion_batch_multiplier)")  # fmt: skip
+    parser.add_argument("--fast-path-probability", type=float, default=0.0,
+                        help="the batch's share of rows without a response (stage 2 draws 0.5)")  # fmt: skip
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     parse_device(parser, args.device)
     if min(args.draws) < 1:
         parser.error("--draws takes positive integers")
+    if not 0.0 <= args.fast_path_probability < 1.0:
+        parser.error("--fast-path-probability takes a value in [0, 1): a batch needs rows with a response")
 
     steps, shape, device = build_steps(args)
     if args.memory_child:  # a fresh process: three steps of one kind, then report the peak RSS (KiB on Linux)
@@ -136,8 +151,9 @@ def main() -> None:
     memory = {kind: peak_memory_mb(args, kind, steps, device) for kind in steps}
     bare = statistics.median(results["bare LM"])
     where = "GPU allocator peak" if device.type == "cuda" else "peak RSS of a fresh process"
+    rows = "response kept" if not args.fast_path_probability else f"fast-path probability {args.fast_path_probability}"
     lines = [
-        f"Backbone `{args.backbone}`, batch {shape[0]} × {shape[1]} tokens (one fixed training batch, response kept).",
+        f"Backbone `{args.backbone}`, batch {shape[0]} × {shape[1]} tokens (one fixed training batch, {rows}).",
         "",
         f"| step | median s | × bare LM | memory ({where}), MB |",
         "|---|---:|---:|---:|",
@@ -157,7 +173,8 @@ def main() -> None:
     body = "\n".join(lines)
     print(body)
     if args.write_docs:
-        write_section(f"stage2_step_time_{args.backbone}", body, f"Training step time and memory ({args.backbone})")
+        key = f"stage2_step_time_{args.backbone}" + ("" if not args.fast_path_probability else "_fast_path")
+        write_section(key, body, f"Training step time and memory ({args.backbone}, {rows})")
 
 
 if __name__ == "__main__":

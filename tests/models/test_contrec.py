@@ -107,6 +107,52 @@ def test_forward_backward_generate_and_round_trip(arch, text_tokenizer, tmp_path
     assert torch.allclose(x0, back.diffusion_head.read_out(b.condition, "x0", guidance_scale=3.0), atol=1e-6)
 
 
+def lm_own_response_logits(model, inputs):
+    """The LM's own logits over the whole sequence, at the positions followed by a label: [num_labels, vocab]."""
+    embeds = model.embed_prompt(inputs["input_ids"], inputs["item_features"])
+    logits = model.language_model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"]).logits
+    return logits[:, :-1][inputs["labels"][:, 1:] != -100]
+
+
+@pytest.mark.parametrize("arch", sorted(TEXT_CONFIGS))
+def test_lm_loss_applies_the_head_to_the_labelled_rows_once_checked(arch, text_tokenizer):
+    model = build(arch, text_tokenizer).eval()
+    inputs = batch(text_tokenizer, model)
+    labels = inputs["labels"][:, 1:]
+    expected = lm_own_response_logits(model, inputs)
+    assert getattr(model, "_head_on_rows_ok", None) is None
+    torch.manual_seed(1)  # the diffusion terms draw noise: the same draws for both calls
+    first = model(**inputs)  # the LM's logits at the batch's label columns, and the check
+    assert model._head_on_rows_ok is True
+    torch.manual_seed(1)
+    second = model(**inputs)  # the head on the labelled rows alone
+    for out in (first, second):
+        assert out.logits.shape == (int((labels != -100).sum()), model.config.text_config.vocab_size)
+        assert torch.allclose(out.logits, expected, atol=1e-5)
+        assert torch.allclose(out.lm_loss, F.cross_entropy(expected, labels[labels != -100]), atol=1e-6)
+    assert torch.allclose(first.loss, second.loss, atol=1e-6)
+    assert model(**inputs, return_loss=False).logits.shape[1] == 1  # without the loss: the last position only
+
+
+def scale_logits(module, args, out):
+    out["logits"] = 0.25 * out.logits  # a scale after the head, as Cohere and Granite have
+
+
+def test_an_lm_that_changes_its_logits_after_the_head_keeps_its_own_logits(text_tokenizer):
+    model = build("llama", text_tokenizer).eval()
+    model.language_model.register_forward_hook(scale_logits)  # lm_head(h) alone would be wrong
+    inputs = batch(text_tokenizer, model)
+    expected = lm_own_response_logits(model, inputs)
+    for _ in range(2):
+        out = model(**inputs)
+        assert model._head_on_rows_ok is False
+        assert torch.allclose(out.logits, expected, atol=1e-5)
+    other = build("llama", text_tokenizer)
+    other.language_model.config.model_type = "not-a-listed-lm"
+    other(**batch(text_tokenizer, other))
+    assert other._head_on_rows_ok is False  # never checked: an LM not known to be plain keeps its own logits
+
+
 def test_fast_path_has_no_response_labels(text_tokenizer):
     model = build("llama", text_tokenizer)
     inputs = batch(text_tokenizer, model, fast=1.0)

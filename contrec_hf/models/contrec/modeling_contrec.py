@@ -31,6 +31,10 @@ from .configuration_contrec import ContRecConfig
 
 __all__ = ["ContRecForRecommendation", "ContRecOutput", "ContRecPreTrainedModel", "sampled_candidates"]
 
+# Causal LMs whose logits are exactly lm_head(last hidden state), read in transformers 5's modeling files: for them
+# L_LM applies the head to the labelled rows alone. Others (soft-capped, scaled) get the LM's own logits.
+PLAIN_HEAD_MODEL_TYPES = frozenset({"gemma", "gpt2", "llama", "mistral", "olmo2", "phi3", "qwen2", "qwen3", "smollm3"})
+
 
 def sampled_candidates(
     target_ids: torch.Tensor, num_items: int, num_negatives: int, generator: torch.Generator | None = None
@@ -80,8 +84,9 @@ class ContRecOutput(ModelOutput):
         ranking_loss (`torch.FloatTensor` of shape `()`, *optional*): L_rank, the catalog softmax on the x₀ read-out
             at `<pref>` and at the dense targets (with `ranking_loss_weight` > 0).
         condition (`torch.FloatTensor` of shape `(batch, condition_dim)`): c = proj(h at `<pref>`).
-        logits (`torch.FloatTensor` of shape `(batch, n, vocab)`, *optional*): the LM's logits at the positions
-            followed by a label (with `labels`), else at the last position only (n = 1).
+        logits (`torch.FloatTensor`, *optional*): with `labels` (and `return_loss`), the LM's logits at each position
+            followed by a label, `(num_labels, vocab)` in (row, position) order: row i predicts
+            ``labels[:, 1:][labels[:, 1:] != -100][i]``. Otherwise the last position's, `(batch, 1, vocab)`.
         preference_loss (`torch.FloatTensor` of shape `()`, *optional*): PreferDiff's L_pref at `<pref>` and at the
             dense targets (with `preference_loss_weight` > 0); last, so the tuple of a run without it is unchanged.
     """
@@ -273,6 +278,21 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         if not hasattr(self, "_logits_to_keep_ok"):
             self._logits_to_keep_ok = "logits_to_keep" in inspect.signature(self.language_model.forward).parameters
         return self._logits_to_keep_ok
+
+    def _head_on_rows(self) -> bool:
+        """Whether the response logits may come from the output embeddings applied to the labelled rows alone.
+
+        True for an LM whose logits are exactly ``lm_head(last hidden state)`` (`PLAIN_HEAD_MODEL_TYPES`) once the
+        first labelled batch has checked it against the LM's own logits; an LM that scales or caps its logits
+        after the head (Gemma 2, Cohere, Granite) keeps the LM's logits at the batch's label columns.
+        """
+        verdict = getattr(self, "_head_on_rows_ok", None)
+        if verdict is None:
+            model_type = self.language_model.config.get_text_config().model_type
+            plain = model_type in PLAIN_HEAD_MODEL_TYPES and self.language_model.get_output_embeddings() is not None
+            verdict = None if plain else False  # None: checked on the first labelled batch (`_response_logits`)
+            self._head_on_rows_ok = verdict
+        return bool(verdict)
 
     # ---------------------------------------------------------------------------------- the prompt
     def _require_token_ids(self) -> None:
@@ -517,13 +537,14 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             and the LM's logits.
         """
         embeds = self.embed_prompt(input_ids, item_features, user_features)
-        # Logits are only needed where a label follows (the response): computing them over the whole prompt would
-        # cost batch × seq_len × vocab for nothing. Without labels, only the last position's logits are kept.
-        shifted = labels[:, 1:] != -100 if labels is not None and return_loss else None
-        keep = shifted.any(dim=0).nonzero().flatten() if shifted is not None and shifted.any() else None
-        lm_kwargs = {}
-        if self._accepts_logits_to_keep():
-            lm_kwargs["logits_to_keep"] = keep if keep is not None else 1
+        # L_LM needs logits only where a label follows: the response, about 1 position in 7 of a training batch.
+        # Computing them over the whole prompt would cost batch × seq_len × vocab for nothing.
+        shifted = labels[:, 1:] != -100 if labels is not None and return_loss else None  # [B, T − 1]
+        if shifted is not None and not shifted.any():
+            shifted = None
+        on_rows = shifted is not None and self._head_on_rows()
+        keep = 1 if shifted is None or on_rows else shifted.any(dim=0).nonzero().flatten()
+        lm_kwargs = {"logits_to_keep": keep} if self._accepts_logits_to_keep() else {}
         out = self.language_model(
             inputs_embeds=embeds,
             attention_mask=attention_mask,
@@ -533,14 +554,13 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         )
         h = self._pref_states(input_ids, out.hidden_states[-1])  # [B, H]
         condition = self.condition(h.detach() if self.config.detach_condition else h)  # [B, C]
+        logits = out.logits if shifted is None else self._response_logits(out, shifted, keep, on_rows)
 
         loss, losses = None, {}
         if return_loss:
             parts = []
-            if keep is not None:
-                logits = out.logits if "logits_to_keep" in lm_kwargs else out.logits[:, keep]  # [B, |keep|, V]
-                targets = labels[:, 1:][:, keep]  # [B, |keep|]
-                losses["lm_loss"] = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+            if shifted is not None:
+                losses["lm_loss"] = F.cross_entropy(logits.float(), labels[:, 1:][shifted])
                 parts.append(self.config.lm_loss_weight * losses["lm_loss"])
             if target_features is not None:
                 item_parts, item_losses = self._item_losses(
@@ -550,9 +570,30 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
                 parts += item_parts  # summed in this order: the same float sum as one list of parts
                 losses.update(item_losses)
             loss = sum(parts) if parts else None
-        result = ContRecOutput(loss=loss, condition=condition, logits=out.logits, **losses)
+        result = ContRecOutput(loss=loss, condition=condition, logits=logits, **losses)
         use_dict = return_dict if return_dict is not None else self.config.return_dict
         return result if use_dict else result.to_tuple()
+
+    def _response_logits(self, out, shifted: torch.Tensor, keep, on_rows: bool) -> torch.Tensor:
+        """The LM's logits at every position followed by a label, `[num_labels, vocab]`, in (row, position) order.
+
+        With ``on_rows`` the output embeddings are applied to those rows of the last hidden state alone; otherwise
+        they are read from the LM's logits at the batch's label columns ``keep``, and the first such batch checks
+        whether the rows alone give the same logits (`_head_on_rows`).
+        """
+        head = self.language_model.get_output_embeddings()
+        if on_rows:
+            return head(out.hidden_states[-1][:, :-1][shifted])
+        columns = out.logits if out.logits.shape[1] == len(keep) else out.logits[:, keep]  # [B, |keep|, V]
+        logits = columns[shifted[:, keep]]
+        if getattr(self, "_head_on_rows_ok", False) is None:
+            with torch.no_grad():
+                rows = head(out.hidden_states[-1][:, :-1][shifted])
+            tolerance = max(1e-4, 8 * torch.finfo(logits.dtype).eps)
+            self._head_on_rows_ok = rows.shape == logits.shape and torch.allclose(
+                rows.float(), logits.float(), rtol=tolerance, atol=tolerance
+            )
+        return logits
 
     def _item_losses(
         self, condition, input_ids, last_hidden, item_features, target_features, item_ids, target_ids, catalog_features
