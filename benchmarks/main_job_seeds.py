@@ -23,6 +23,8 @@ from pathlib import Path
 
 from _report import ROOT, publish
 
+from contrec_hf.main_job import MAIN_JOB_MAX_STEPS
+
 SECTIONS = {  # one docs section per recipe
     "contrec-hf": ("main_job_seeds", "The main job over seeds (every stage reseeded)"),
     "paper": ("main_job_seeds_paper", "The main job over seeds, the paper's recipe (`--recipe paper`)"),
@@ -46,7 +48,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--output", type=Path, help="default: runs/seeds (runs/seeds-paper for --recipe paper)")
-    parser.add_argument("--max-steps", type=int, default=2000)
+    parser.add_argument("--max-steps", type=int, default=MAIN_JOB_MAX_STEPS)
     parser.add_argument("--recipe", default="contrec-hf", choices=("contrec-hf", "paper"))
     parser.add_argument("--note", default="", help="a sentence for the caption (e.g. how the jobs shared the machine)")
     parser.add_argument("--write-docs", action="store_true")

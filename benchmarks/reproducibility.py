@@ -30,6 +30,8 @@ from pathlib import Path
 
 from _report import ROOT, publish
 
+from contrec_hf.main_job import MAIN_JOB_MAX_STEPS
+
 SECTION, TITLE = "reproducibility", "Reproducibility: the main job twice, and killed and resumed"
 CLI = Path(sys.executable).with_name("contrec-hf")
 
@@ -119,7 +121,8 @@ def compare(runs: dict[str, Path]) -> list[tuple[str, bool, bool]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--max-steps", type=int, default=2000, help="stage-2 steps of each job (the demo's: 2000)")
+    parser.add_argument("--max-steps", type=int, default=MAIN_JOB_MAX_STEPS,
+                        help=f"stage-2 steps of each job (the demo's: {MAIN_JOB_MAX_STEPS})")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="the jobs' --seed")
     parser.add_argument("--kill-seed", type=int, default=0, help="draws the moment of the kill")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "reproducibility")

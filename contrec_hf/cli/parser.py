@@ -228,6 +228,7 @@ def _pipeline_parser(commands) -> None:
 
 def _run_parser(commands) -> None:
     from ..features import FEATURE_KINDS
+    from ..main_job import MAIN_JOB_MAX_STEPS
     from .commands import cmd_run
 
     run = commands.add_parser("run", help="the main job: features → tokenizer → recommender → pipeline → evaluation")
@@ -235,7 +236,8 @@ def _run_parser(commands) -> None:
     _add_run_arguments(run, "the run folder (rerun to resume)", "start over instead of resuming")
     run.add_argument("--features", choices=FEATURE_KINDS, default="collaborative", help="item features to tokenize")
     _add_backbone_arguments(run)
-    run.add_argument("--max-steps", type=int, default=2000, help="stage-2 optimizer steps (default: 2000)")
+    run.add_argument("--max-steps", type=int, default=MAIN_JOB_MAX_STEPS,
+                     help=f"stage-2 optimizer steps (default: {MAIN_JOB_MAX_STEPS})")  # fmt: skip
     run.add_argument(
         "--recipe",
         choices=("contrec-hf", "paper"),
