@@ -2,9 +2,10 @@
 
 For each ``--reference`` folder (a finished ``contrec-hf run``, e.g. ``runs/seeds/seed-0``) the script copies its
 data, its stage 1 (LightGCN features and σ-VAE) and its baselines into ``--output/<name>/seed-S`` and resumes the main
-job there with ``--set`` applied to `ContRecConfig` (and the reference's seed and stage-2 steps): stage 2, the
-pipeline and the evaluation run again, so the lever's row and the reference's differ in that one change only. The
-table compares test NDCG@10 / HR@10 over the references (mean ± population std), next to SASRec-CE of the same runs.
+job there with ``--set`` applied to `ContRecConfig`, and otherwise the reference's job options as its ``job.json``
+recorded them (seed, stage-2 steps, backbone, …; ``--max-steps`` makes the steps the lever): stage 2, the pipeline
+and the evaluation run again, so the lever's row and the reference's differ in that one change only. The table
+compares test NDCG@10 / HR@10 over the references (mean ± population std), next to SASRec-CE of the same runs.
 
 A lever of stage 1 instead (``--tokenizer-set``, `ContRecTokenizerConfig` fields, e.g. the VQ tokenizer) copies
 the reference's item features but not its tokenizer: the σ-VAE is retrained here, with the reference's seed and the
@@ -20,7 +21,6 @@ Reproduce (one main job without stage 1 per reference, ~25 min each on 2 cores w
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import shutil
 import statistics
@@ -36,7 +36,6 @@ from contrec_hf.models import effective_rank
 from contrec_hf.pipelines import ContRecCatalog
 from contrec_hf.training import TokenizerTrainingArguments, run_tokenizer_stage
 
-MAIN_JOB_STEPS = inspect.signature(run_main_job).parameters["max_steps"].default  # the references' stage-2 steps
 ROWS = {"contrec": "ContRec, fast path", "contrec_full": "ContRec, full path", "sasrec": "SASRec-CE"}
 
 
@@ -58,8 +57,41 @@ def parse_overrides(pairs: list[str], parser: argparse.ArgumentParser) -> dict:
     return overrides
 
 
+def reference_job(reference: Path) -> dict:
+    """The job options a finished reference ran with (its ``job.json``: seed, stage-2 steps, backbone, …)."""
+    path = reference / "job.json"
+    if not path.is_file():
+        raise SystemExit(
+            f"{reference} has no job.json (a run from before it was recorded): rerun it with its own `contrec-hf run` "
+            "command, which skips every finished stage and records the file"
+        )
+    return json.loads(path.read_text())
+
+
+def lever_job_options(args: argparse.Namespace, jobs: list, configured: bool, parser) -> tuple[int, dict]:
+    """``(the references' stage-2 steps, the job options the lever changes)``, after checking that the references
+    share one schedule and one seed each, and that there is a lever (``configured``: a ``--set`` or
+    ``--tokenizer-set``)."""
+    steps = {job["max_steps"] for _, job in jobs}
+    if len(steps) > 1:
+        parser.error(f"the references ran different stage-2 steps ({sorted(steps)}): one table, one schedule")
+    (steps,) = steps
+    seeds = [job["seed"] for _, job in jobs]
+    if len(set(seeds)) < len(seeds):
+        parser.error(f"two references ran the same seed ({seeds}): each seed is one row of the table")
+    lever = {"max_steps": args.max_steps or steps}
+    if args.learning_rate is not None:
+        if args.learning_rate in {job.get("learning_rate") for _, job in jobs}:
+            parser.error(f"--learning-rate {args.learning_rate} is the references' own: give another, or leave it out")
+        lever["learning_rate"] = args.learning_rate
+    if not configured and lever == {"max_steps": steps}:
+        parser.error(f"give the lever: --set, --tokenizer-set, --max-steps other than the references' {steps}, "
+                     "--learning-rate, or several")  # fmt: skip
+    return steps, lever
+
+
 def prepare(reference: Path, folder: Path, seed: int, tokenizer_overrides: dict) -> dict:
-    """Copy the reference's finished data, stage 1 and baselines into ``folder``; returns the reference's options.
+    """Copy the reference's finished data, stage 1 and baselines into ``folder``; returns the reference's recipe.
 
     With ``tokenizer_overrides``, stage 1's tokenizer is retrained in ``folder`` on the reference's features instead.
     """
@@ -105,25 +137,26 @@ def main() -> None:
     parser.add_argument("--tokenizer-set", nargs="+", default=[], metavar="KEY=VALUE",
                         help="ContRecTokenizerConfig fields: stage 1's tokenizer is retrained with them")  # fmt: skip
     parser.add_argument("--reference", type=Path, nargs="+", required=True, help="finished main-job folders")
-    parser.add_argument("--max-steps", type=int, default=MAIN_JOB_STEPS,
-                        help=f"the lever's stage-2 steps (other than {MAIN_JOB_STEPS}: a lever)")  # fmt: skip
+    parser.add_argument("--max-steps", type=int,
+                        help="the lever's stage-2 steps (default: the references'; others are a lever)")  # fmt: skip
+    parser.add_argument("--learning-rate", type=float,
+                        help="the lever's stage-2 peak learning rate (default: the references')")  # fmt: skip
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "levers")
     parser.add_argument("--note", default="", help="a sentence for the caption")
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     overrides = parse_overrides(args.set, parser)
     tokenizer_overrides = parse_overrides(args.tokenizer_set, parser)
-    if not overrides and not tokenizer_overrides and args.max_steps == MAIN_JOB_STEPS:
-        parser.error(f"give the lever: --set, --tokenizer-set, --max-steps other than {MAIN_JOB_STEPS}, or several")
+    jobs = [(reference, reference_job(reference)) for reference in args.reference]  # a list: repeats are refused
+    reference_steps, lever_job = lever_job_options(args, jobs, bool(overrides or tokenizer_overrides), parser)
+    lever_steps = lever_job["max_steps"]
 
     pairs, ranks = {}, {}
-    for reference in args.reference:
-        if not (reference.name.startswith("seed-") and reference.name[5:].isdigit()):
-            parser.error(f"a reference folder is named seed-S after its --seed (main_job_seeds.py), got {reference}")
-        seed = int(reference.name[5:])
+    for reference, job in jobs:
+        seed = job["seed"]
         folder = args.output / args.name / f"seed-{seed}"
         recipe = prepare(reference, folder, seed, tokenizer_overrides)
-        lever = run_main_job(folder, seed=seed, max_steps=args.max_steps, recipe=recipe["name"],
+        lever = run_main_job(folder, **{**job, **lever_job}, recipe=recipe["name"],
                              config_overrides=overrides, progress=False)  # fmt: skip
         pairs[seed] = (json.loads((reference / "metrics.json").read_text())["test"], lever["test"])
         (before_rank, before_dim), (after_rank, after_dim) = table_rank(reference), table_rank(folder)
@@ -138,7 +171,8 @@ def main() -> None:
         spread = statistics.pstdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):.4f} ± {spread:.4f}"
 
-    steps = [f"`max_steps={args.max_steps}`"] if args.max_steps != MAIN_JOB_STEPS else []
+    steps = [f"`max_steps={lever_steps}`"] if lever_steps != reference_steps else []
+    steps += [f"`learning_rate={args.learning_rate}`"] if args.learning_rate is not None else []
     setting = ", ".join([f"`{k}={v}`" for k, v in overrides.items()] + steps +
                         [f"tokenizer `{k}={v}`" for k, v in tokenizer_overrides.items()])  # fmt: skip
     lines = [
@@ -153,12 +187,14 @@ def main() -> None:
     seeds, references = ", ".join(map(str, pairs)), ", ".join(f"`{r}`" for r in args.reference)
     rank_text = ", ".join(f"seed {seed}: {a:.1f} → {b:.1f}" for seed, (a, b, _, _) in ranks.items())
     dims = ", ".join(sorted({f"{a} → {b}" for _, _, a, b in ranks.values()}))
+    schedule = (f"{reference_steps} stage-2 steps" if lever_steps == reference_steps
+                else f"{reference_steps} stage-2 steps in the references, {lever_steps} in the lever")  # fmt: skip
     lines += [
         "",
         f"ML-100K, leave-one-out, full ranking, history masked, 943 test users; seeds {seeds}; the reference runs: "
         f"{references}; the lever reuses their data, stage 1 and baselines (SASRec-CE is the same model in both "
         f"columns) and retrains stage 2 with one change (a tokenizer lever also retrains the σ-VAE on the same "
-        f"features), {args.max_steps} stage-2 steps. Effective rank of the item table the pipeline scores against "
+        f"features), {schedule}. Effective rank of the item table the pipeline scores against "
         f"(of its columns: {dims}), reference → lever: {rank_text}." + (f" {args.note}" if args.note else ""),
     ]
     publish(lines, "main_job_lever.py", f"lever_{args.name.replace('-', '_')}", f"Lever: {setting}", args.write_docs)

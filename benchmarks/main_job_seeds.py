@@ -1,7 +1,8 @@
 """The main job over seeds: every random stage reseeded (features, σ-VAE, stage 2, SASRec), side by side.
 
-Each seed runs ``contrec-hf run --dataset ml-100k --seed S`` into ``--output/seed-S`` (a finished folder is read, an
-unfinished one resumes), so ContRec and the baselines of one row come from one run on one split. The table gives
+Each seed runs ``contrec-hf run --dataset ml-100k --seed S`` into ``--output/seed-S`` (a finished folder skips every
+stage, an unfinished one resumes, and one run with other options is refused), so ContRec and the baselines of one
+row come from one run on one split. The table gives
 the mean ± std (population) over the seeds of test HR@10 / NDCG@10, the ratio of ContRec's mean NDCG@10 to
 SASRec-CE's, and the job's wall time.
 
@@ -60,10 +61,10 @@ def main() -> None:
         folder = args.output / f"seed-{seed}"
         command = [str(CLI), "run", "--dataset", "ml-100k", "--output", str(folder), "--seed", str(seed),
                    "--max-steps", str(args.max_steps), "--recipe", args.recipe, "--no-progress"]  # fmt: skip
-        if not (folder / "metrics.json").is_file():
-            folder.mkdir(parents=True, exist_ok=True)
-            with (folder.parent / f"seed-{seed}.log").open("a") as log:
-                subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
+        # Always run: a finished folder skips every stage, and one that ran other options (job.json) is refused.
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder.parent / f"seed-{seed}.log").open("a") as log:
+            subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, check=True)
         runs[seed] = json.loads((folder / "metrics.json").read_text())["test"]
         seconds = sum(json.loads((folder / "stages.json").read_text()).values())
         runs[seed]["seconds"] = seconds

@@ -24,7 +24,7 @@ from .evaluation import evaluate_scorer, format_metrics_table
 from .features import CollaborativeConfig
 from .features.store import FEATURE_KINDS
 from .saving import atomic_directory
-from .utils import write_json
+from .utils import check_recorded, write_json
 
 __all__ = ["MAIN_JOB_MAX_STEPS", "RECIPES", "Recipe", "contrec_metrics", "contrec_scorer", "run_main_job"]
 
@@ -162,14 +162,7 @@ def _steps_sweep(pipe, data: SequentialDataset, users: int = 200) -> list[dict[s
     return rows
 
 
-def _check_recipe(path: Path, recipe: dict[str, Any]) -> None:
-    """Record the run's recipe (and overrides) in ``path``; refuse to resume a folder trained another way."""
-    if path.is_file() and json.loads(path.read_text()) != recipe:
-        raise ConfigError(
-            f"{path.parent} was started with another recipe or other overrides ({path.read_text().strip()}); "
-            "resume it with the same options, or pass overwrite=True (--overwrite) to start over"
-        )
-    write_json(path, recipe)
+_RESUME = "resume it with the same options, or pass overwrite=True (--overwrite) to start over"
 
 
 def _plots(output: Path, log_rows: list[dict], sweep: list[dict], sasrec_validation: float) -> list[str]:
@@ -217,6 +210,7 @@ def run_main_job(
     backbone: str = "tiny",
     lora: bool = False,
     max_steps: int = MAIN_JOB_MAX_STEPS,
+    learning_rate: float | None = None,
     recipe: str = "contrec-hf",
     config_overrides: dict[str, Any] | None = None,
     seed: int = 0,
@@ -229,7 +223,10 @@ def run_main_job(
     """Run (or resume) the whole job into ``output``; returns the metrics written to ``metrics.json``.
 
     ``recipe`` names one of :data:`RECIPES` (``"contrec-hf"``, the default, or ``"paper"``); ``config_overrides``
-    change `ContRecConfig` fields on top of it. A run folder keeps its recipe: resuming it with another is refused.
+    change `ContRecConfig` fields on top of it. A run folder keeps its recipe (``recipe.json``) and its job options
+    (``job.json``: the dataset, its preset and loader options, features, backbone, LoRA, stage-2 steps and learning
+    rate, seed): resuming it with others is refused, since finished stages are skipped. ``learning_rate`` is stage
+    2's AdamW peak learning rate (`None`: `RecommenderTrainingArguments`' default, 1e-3).
     ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``: a GPU when there is one) is where the tokenizer, the recommender
     and SASRec train; `None` keeps each stage's default (the tokenizer and SASRec on the CPU, the recommender on a
     GPU when there is one). ``mixed_precision`` (``"no"``, ``"bf16"``, ``"fp16"``) applies to the same stages; the
@@ -240,14 +237,22 @@ def run_main_job(
 
     # Refuse bad options before anything is deleted, downloaded or trained.
     options = _checked_options(features, recipe, backbone, lora, config_overrides)
-    devices, tokenizer_args, recommender_args = _training_arguments(output, max_steps, seed, device, mixed_precision)
+    devices, tokenizer_args, recommender_args = _training_arguments(
+        output, max_steps, learning_rate, seed, device, mixed_precision
+    )
     output = Path(output)
     if overwrite and output.exists():
         for child in output.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     output.mkdir(parents=True, exist_ok=True)
     recorded = {"name": recipe, **asdict(RECIPES[recipe]), "config_overrides": options.config_overrides}
-    _check_recipe(output / "recipe.json", recorded)
+    check_recorded(output / "recipe.json", recorded, "another recipe or other overrides", _RESUME)
+    # What else shapes the results (where the job runs, device and precision, may change between resumes):
+    # finished stages are skipped, so a rerun with another seed or schedule would report the old run as its own.
+    job = {"dataset": dataset, "preset": preset, "loader_kwargs": loader_kwargs or {}, "features": features,
+           "backbone": backbone, "lora": lora, "max_steps": max_steps, "learning_rate": recommender_args.learning_rate,
+           "seed": seed}  # fmt: skip
+    check_recorded(output / "job.json", job, "other job options", _RESUME)
     stages = _Stages(output)
 
     def data_stage():
@@ -296,7 +301,9 @@ def _checked_options(features: str, recipe: str, backbone: str, lora: bool, conf
     return RecommenderOptions(backbone=backbone, lora=lora, config_overrides=config_overrides)
 
 
-def _training_arguments(output, max_steps, seed: int, device: str | None, mixed_precision: str | None) -> tuple:
+def _training_arguments(
+    output, max_steps, learning_rate: float | None, seed: int, device: str | None, mixed_precision: str | None
+) -> tuple:
     """``(devices, tokenizer arguments, recommender arguments)`` of the main job, every option checked."""
     from .training import RecommenderTrainingArguments, TokenizerTrainingArguments
     from .training.devices import resolve_device
@@ -310,7 +317,7 @@ def _training_arguments(output, max_steps, seed: int, device: str | None, mixed_
         # Eight validations with patience 3: early stopping can fire (with four and patience 4 it never could).
         output_dir=str(Path(output) / "recommender-training"), max_steps=max_steps, eval_steps=max(1, max_steps // 8),
         save_steps=max(1, max_steps // 8), patience=3, eval_users=500, seed=seed, device=device,
-        mixed_precision=mixed_precision,
+        mixed_precision=mixed_precision, **({} if learning_rate is None else {"learning_rate": learning_rate}),
     )  # fmt: skip
     return devices, tokenizer_args, recommender_args
 

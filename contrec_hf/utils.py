@@ -14,7 +14,15 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["check_device", "check_number", "gather_rows", "require_positive", "set_seed", "write_json"]
+__all__ = [
+    "check_device",
+    "check_number",
+    "check_recorded",
+    "gather_rows",
+    "require_positive",
+    "set_seed",
+    "write_json",
+]
 
 
 def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bool) -> str:
@@ -142,3 +150,40 @@ def write_json(path: str | Path, payload: Any) -> Path:
         handle.write("\n")
     os.replace(tmp, path)
     return path
+
+
+def check_recorded(path: str | Path, recorded: dict[str, Any], what: str, remedy: str) -> None:
+    """Record the options a run started with in ``path`` (JSON); refuse a rerun with others, naming each field that
+    differs. A folder without the file (a run from before it was recorded) is taken as it is and gets the file.
+
+    Args:
+        path (`str` or `Path`): the record, e.g. ``RUN/job.json``.
+        recorded (`dict`): the options, JSON-serialisable; compared as they read back (tuples as lists).
+        what (`str`): what differs, for the message (e.g. ``"other options"``).
+        remedy (`str`): what the user can do instead, for the message.
+
+    Raises:
+        [`ConfigError`]: the file records other options.
+
+    Example:
+        ```python
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from contrec_hf.utils import check_recorded
+        >>> path = Path(tempfile.mkdtemp()) / "job.json"
+        >>> check_recorded(path, {"seed": 0}, "other options", "use another folder")
+        >>> check_recorded(path, {"seed": 1}, "other options", "use another folder")
+        Traceback (most recent call last):
+        ...
+        contrec_hf.errors.ConfigError: ... other options (seed: 0 recorded, 1 now; job.json); use another folder
+
+        ```
+    """
+    path = Path(path)
+    recorded = json.loads(json.dumps(recorded))
+    if path.is_file() and (before := json.loads(path.read_text())) != recorded:
+        fields = sorted(set(before) | set(recorded), key=str)
+        changed = [f"{k}: {before.get(k)!r} recorded, {recorded.get(k)!r} now" for k in fields
+                   if before.get(k) != recorded.get(k)]  # fmt: skip
+        raise ConfigError(f"{path.parent} was started with {what} ({'; '.join(changed)}; {path.name}); {remedy}")
+    write_json(path, recorded)

@@ -206,6 +206,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         backbone=args.backbone,
         lora=args.lora,
         max_steps=args.max_steps,
+        learning_rate=args.learning_rate,
         recipe=args.recipe,
         config_overrides=config_overrides(args),
         seed=args.seed,

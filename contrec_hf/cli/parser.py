@@ -229,6 +229,7 @@ def _pipeline_parser(commands) -> None:
 def _run_parser(commands) -> None:
     from ..features import FEATURE_KINDS
     from ..main_job import MAIN_JOB_MAX_STEPS
+    from ..training import RecommenderTrainingArguments
     from .commands import cmd_run
 
     run = commands.add_parser("run", help="the main job: features → tokenizer → recommender → pipeline → evaluation")
@@ -238,6 +239,8 @@ def _run_parser(commands) -> None:
     _add_backbone_arguments(run)
     run.add_argument("--max-steps", type=int, default=MAIN_JOB_MAX_STEPS,
                      help=f"stage-2 optimizer steps (default: {MAIN_JOB_MAX_STEPS})")  # fmt: skip
+    lr = RecommenderTrainingArguments.learning_rate
+    run.add_argument("--learning-rate", type=float, help=f"stage 2's AdamW peak learning rate (default: {lr})")
     run.add_argument(
         "--recipe",
         choices=("contrec-hf", "paper"),

@@ -21,11 +21,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import ConfigError, ContRecError
+from ..errors import ContRecError
 from ..saving import atomic_directory
-from ..utils import write_json
+from ..utils import check_recorded
 
 __all__ = ["EpochCheckpoint", "load_training_state", "load_training_tensors", "save_training_state"]
+
+# What a refused rerun can do instead (the options a training folder started with are kept in it).
+START_OVER = "use another folder, or start over (--overwrite, or delete the folder)"
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -216,13 +219,7 @@ class EpochCheckpoint:
 
     def check_options(self) -> None:
         """Record the options in ``options.json``; refuse a folder that a run with other options started."""
-        path = self.directory / "options.json"
-        if path.is_file() and json.loads(path.read_text()) != self.options:
-            raise ConfigError(
-                f"{self.directory} holds a training started with other options ({path}); use another folder, or "
-                "start over (--overwrite, or delete the folder)"
-            )
-        write_json(path, self.options)
+        check_recorded(self.directory / "options.json", self.options, "other options", START_OVER)
 
     def save(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
              order: torch.Generator, state: dict[str, Any], best: dict[str, torch.Tensor]) -> None:  # fmt: skip

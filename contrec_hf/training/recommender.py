@@ -16,7 +16,7 @@ import logging
 import math
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +31,16 @@ from ..evaluation import evaluate_scorer
 from ..models.contrec import ContRecForRecommendation
 from ..models.diffusion_head import READOUTS
 from ..saving import atomic_directory
-from ..utils import require_positive, set_seed, write_json
-from .checkpoint import load_training_state, save_training_state
+from ..utils import check_recorded, require_positive, set_seed, write_json
+from .checkpoint import START_OVER, load_training_state, save_training_state
 from .devices import check_mixed_precision, process_state, resolve_device
 
 __all__ = ["RecommenderTrainer", "RecommenderTrainingArguments", "unused_parameters"]
 
 logger = logging.getLogger(__name__)
+
+# Arguments a resume may change: where the training runs, not what it computes (RecommenderTrainer.maybe_resume).
+_WHERE_IT_RUNS = ("output_dir", "device", "mixed_precision", "eval_batch_size")
 
 
 @dataclass
@@ -262,7 +265,14 @@ class RecommenderTrainer:
         self.accelerator.wait_for_everyone()
 
     def maybe_resume(self) -> bool:
-        """Resume from the last checkpoint in ``output_dir`` if there is one."""
+        """Resume from the last checkpoint in ``output_dir`` if there is one.
+
+        ``training_args.json`` records the arguments the folder's training started with (all but where it runs:
+        the folder, the device, the precision, the validation batch); a resume with others, e.g. another
+        ``max_steps``, whose cosine schedule would jump mid-run, is refused with a [`ConfigError`] naming them.
+        """
+        recorded = {k: v for k, v in asdict(self.args).items() if k not in _WHERE_IT_RUNS}
+        check_recorded(self.output_dir / "training_args.json", recorded, "other training arguments", START_OVER)
         target = self._checkpoint_dir()
         if not (target / "trainer_state.json").is_file():
             return False

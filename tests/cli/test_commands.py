@@ -225,6 +225,18 @@ def test_main_job_paper_recipe_runs_and_a_run_keeps_its_recipe(tmp_path, fixture
     assert main(argv) == 2  # the default recipe on a folder trained with the paper's: refused, nothing touched
     assert "was started with another recipe" in capsys.readouterr().err
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    job = json.loads((tmp_path / "job.json").read_text())
+    assert (job["dataset"], job["max_steps"], job["seed"], job["backbone"]) == ("table", 2, 0, "tiny")
+    assert job["learning_rate"] == 1e-3  # RecommenderTrainingArguments' default, recorded as the value it is
+    # Every stage is finished, so another seed or schedule would only relabel this run's results: refused too.
+    refused = (("--seed", "1", "seed: 0 recorded, 1 now"), ("--max-steps", "3", "max_steps: 2"),
+               ("--learning-rate", "0.002", "learning_rate: 0.001 recorded, 0.002 now"))  # fmt: skip
+    for flag, value, named in refused:
+        assert main([*argv, "--recipe", "paper", flag, value]) == 2
+        err = capsys.readouterr().err
+        assert "was started with other job options" in err and named in err and "Traceback" not in err
+    assert json.loads((tmp_path / "job.json").read_text()) == job
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ import pytest
 import torch
 from tiny import tiny_trainer
 
+from contrec_hf.errors import ConfigError
 from contrec_hf.models import ContRecForRecommendation, ContRecTokenizer, ContRecTokenizerConfig
 from contrec_hf.training import RecommenderTrainer, RecommenderTrainingArguments, prepare_recommender
 from contrec_hf.training.checkpoint import load_training_state
@@ -45,6 +46,19 @@ def test_interrupted_training_resumes_to_the_same_weights(cyclic_dataset, tmp_pa
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
     assert straight.state["best_ndcg"] == pytest.approx(resumed.state["best_ndcg"])
+
+
+def test_a_resume_with_another_schedule_is_refused_and_one_elsewhere_is_not(cyclic_dataset, tmp_path):
+    setup(cyclic_dataset, tmp_path).train(progress=False, stop_at_step=3)
+    recorded = json.loads((tmp_path / "run" / "training_args.json").read_text())
+    assert recorded["max_steps"] == 6 and "output_dir" not in recorded
+    longer = setup(cyclic_dataset, tmp_path, max_steps=9)  # its cosine schedule would jump at step 3
+    with pytest.raises(ConfigError, match=r"other training arguments \(max_steps: 6 recorded, 9 now"):
+        longer.train(progress=False)
+    assert longer.state["step"] == 0  # refused before anything was loaded or trained
+    assert json.loads((tmp_path / "run" / "training_args.json").read_text()) == recorded
+    elsewhere = setup(cyclic_dataset, tmp_path, eval_batch_size=5)  # where it runs, not what it computes
+    assert elsewhere.maybe_resume() and elsewhere.state["step"] == 3
 
 
 def test_corrupt_checkpoint_is_reported(cyclic_dataset, tmp_path):
