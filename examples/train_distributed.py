@@ -15,7 +15,7 @@ import argparse
 from accelerate import PartialState
 
 from contrec_hf.data import load_sequential_dataset
-from contrec_hf.training import RecommenderTrainingArguments, run_recommender_stage
+from contrec_hf.training import RecommenderTrainingArguments, end_processes, run_recommender_stage
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--dataset", default="ml-100k")
@@ -41,3 +41,4 @@ trainer = run_recommender_stage(data, args.tokenizer, training, progress=False)
 state = PartialState()
 if state.is_main_process:
     print(f"{state.num_processes} process(es): best validation NDCG@10 {trainer.state['best_ndcg']:.4f}")
+end_processes()  # leave the process group before Python exits: an open gloo group can abort the process

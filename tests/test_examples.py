@@ -28,7 +28,7 @@ def run_example(argv, env=None, launcher=None):
     proc = subprocess.run(
         command, capture_output=True, text=True, timeout=600, check=False, env={**os.environ, **(env or {})}
     )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stderr[-6000:]
     return proc.stdout
 
 

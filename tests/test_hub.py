@@ -204,7 +204,7 @@ def test_recommend_all_users_in_two_processes_writes_what_one_writes(launcher, f
     single = run([sys.executable], "one.parquet")
     assert single.returncode == 0, single.stderr[-2000:]
     two = run(start, "two.parquet")
-    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.returncode == 0, two.stderr[-6000:]  # torchrun's own summary alone is ~2,300 characters
     assert two.stdout.count("recommendations for") == 1  # written once, by the main process
     assert "(2 process(es))" in two.stdout
     one, both = pd.read_parquet(tmp_path / "one.parquet"), pd.read_parquet(tmp_path / "two.parquet")

@@ -41,3 +41,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("contrec-hf: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if "torch.distributed" in sys.modules:  # a command that never imported torch joined no process group
+            from ..training.devices import end_processes
+
+            end_processes()  # under torchrun, an open gloo group can abort the process at exit

@@ -1,7 +1,7 @@
 """Trainers: stage 1 (the σ-VAE item tokenizer) and stage 2 (the recommender)."""
 
 from .assembly import RecommenderOptions, load_pipeline, load_stage1, prepare_recommender, run_recommender_stage
-from .devices import MIXED_PRECISIONS, check_mixed_precision, resolve_device
+from .devices import MIXED_PRECISIONS, check_mixed_precision, end_processes, resolve_device
 from .recommender import RecommenderTrainer, RecommenderTrainingArguments, unused_parameters
 from .tokenizer import (
     TokenizerTrainingArguments,
@@ -19,6 +19,7 @@ __all__ = [
     "TokenizerTrainingArguments",
     "TokenizerTrainingResult",
     "check_mixed_precision",
+    "end_processes",
     "load_pipeline",
     "load_stage1",
     "prepare_recommender",

@@ -17,8 +17,8 @@ from ..errors import ConfigError
 from ..utils import check_device
 
 __all__ = [
-    "MIXED_PRECISIONS", "autocast", "check_mixed_precision", "grad_scaler", "optimizer_step", "process_state",
-    "resolve_device",
+    "MIXED_PRECISIONS", "autocast", "check_mixed_precision", "end_processes", "grad_scaler", "optimizer_step",
+    "process_state", "resolve_device",
 ]  # fmt: skip
 
 MIXED_PRECISIONS = ("no", "bf16", "fp16")
@@ -115,3 +115,18 @@ def process_state(device: str) -> PartialState:
         return PartialState(cpu=device == "cpu")
     except ValueError as err:  # accelerate sets a process's device once
         raise ConfigError(f"cannot use {device!r} in this process ({err}); start a new process") from err
+
+
+def end_processes() -> None:
+    """Leave the process group this process joined under ``torchrun`` / ``accelerate launch``; no-op without one.
+
+    A gloo group still open when Python exits can abort its process while the group's threads are torn down
+    ("terminate called without an active exception", SIGABRT), after all its work is done, and the launcher then
+    reports the whole run as failed. The ``contrec-hf`` commands call this last; a script of one's own that runs
+    under a launcher should too (see ``examples/train_distributed.py``).
+
+    Example:
+        >>> end_processes()  # a single process joined no group: nothing to do
+    """
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()

@@ -14,6 +14,7 @@ from contrec_hf.training import (
     RecommenderTrainingArguments,
     TokenizerTrainingArguments,
     check_mixed_precision,
+    end_processes,
     resolve_device,
     train_item_tokenizer,
     unused_parameters,
@@ -110,3 +111,22 @@ def test_the_ddp_probe_finds_parameters_a_step_leaves_unused(
     assert trainer.collator._rng.getstate() == collator_state
     assert all(p.grad is None for p in trainer.model.parameters())
     assert trainer.accelerator.mixed_precision == "no" and trainer.accelerator.device.type == "cpu"
+
+
+@pytest.mark.parametrize("failing", [False, True])
+def test_every_command_leaves_the_process_group_it_joined(tmp_path, fixtures_dir, failing):
+    """Under torchrun an open gloo group can abort a process at exit (SIGABRT after its work is done): a command,
+    finished or failed, leaves the group; `end_processes` is a no-op without one."""
+    from contrec_hf.cli import main
+
+    end_processes()  # no group yet: nothing to do
+    store = torch.distributed.FileStore(str(tmp_path / "store"), 1)
+    torch.distributed.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        table = str(fixtures_dir / "table" / "interactions.csv")
+        ok = ["data", "stats", "--dataset", "table", "--data-path", table]
+        failed = ["recommend", "--pipeline", str(tmp_path)]  # neither --history nor --all-users: exit 2
+        assert main(failed if failing else ok) == (2 if failing else 0)
+        assert not torch.distributed.is_initialized()
+    finally:
+        end_processes()
