@@ -84,9 +84,13 @@ def lever_job_options(args: argparse.Namespace, jobs: list, configured: bool, pa
         if args.learning_rate in {job.get("learning_rate") for _, job in jobs}:
             parser.error(f"--learning-rate {args.learning_rate} is the references' own: give another, or leave it out")
         lever["learning_rate"] = args.learning_rate
+    if args.ema_decay:
+        if args.ema_decay in {job.get("ema_decay", 0.0) for _, job in jobs}:
+            parser.error(f"--ema-decay {args.ema_decay} is the references' own: give another, or leave it out")
+        lever["ema_decay"] = args.ema_decay
     if not configured and lever == {"max_steps": steps}:
         parser.error(f"give the lever: --set, --tokenizer-set, --max-steps other than the references' {steps}, "
-                     "--learning-rate, or several")  # fmt: skip
+                     "--learning-rate, --ema-decay, or several")  # fmt: skip
     return steps, lever
 
 
@@ -141,6 +145,8 @@ def main() -> None:
                         help="the lever's stage-2 steps (default: the references'; others are a lever)")  # fmt: skip
     parser.add_argument("--learning-rate", type=float,
                         help="the lever's stage-2 peak learning rate (default: the references')")  # fmt: skip
+    parser.add_argument("--ema-decay", type=float,
+                        help="the lever's stage-2 weight-average decay (default: the references', none)")  # fmt: skip
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "levers")
     parser.add_argument("--note", default="", help="a sentence for the caption")
     parser.add_argument("--write-docs", action="store_true")
@@ -173,6 +179,7 @@ def main() -> None:
 
     steps = [f"`max_steps={lever_steps}`"] if lever_steps != reference_steps else []
     steps += [f"`learning_rate={args.learning_rate}`"] if args.learning_rate is not None else []
+    steps += [f"`ema_decay={args.ema_decay}`"] if args.ema_decay else []
     setting = ", ".join([f"`{k}={v}`" for k, v in overrides.items()] + steps +
                         [f"tokenizer `{k}={v}`" for k, v in tokenizer_overrides.items()])  # fmt: skip
     lines = [

@@ -211,6 +211,7 @@ def run_main_job(
     lora: bool = False,
     max_steps: int = MAIN_JOB_MAX_STEPS,
     learning_rate: float | None = None,
+    ema_decay: float = 0.0,
     recipe: str = "contrec-hf",
     config_overrides: dict[str, Any] | None = None,
     seed: int = 0,
@@ -225,8 +226,9 @@ def run_main_job(
     ``recipe`` names one of :data:`RECIPES` (``"contrec-hf"``, the default, or ``"paper"``); ``config_overrides``
     change `ContRecConfig` fields on top of it. A run folder keeps its recipe (``recipe.json``) and its job options
     (``job.json``: the dataset, its preset and loader options, features, backbone, LoRA, stage-2 steps and learning
-    rate, seed): resuming it with others is refused, since finished stages are skipped. ``learning_rate`` is stage
-    2's AdamW peak learning rate (`None`: `RecommenderTrainingArguments`' default, 1e-3).
+    rate, weight averaging, seed): resuming it with others is refused, since finished stages are skipped.
+    ``learning_rate`` is stage 2's AdamW peak learning rate (`None`: `RecommenderTrainingArguments`' default, 1e-3);
+    ``ema_decay`` > 0 validates and keeps a moving average of stage 2's weights (`RecommenderTrainingArguments`).
     ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``: a GPU when there is one) is where the tokenizer, the recommender
     and SASRec train; `None` keeps each stage's default (the tokenizer and SASRec on the CPU, the recommender on a
     GPU when there is one). ``mixed_precision`` (``"no"``, ``"bf16"``, ``"fp16"``) applies to the same stages; the
@@ -238,7 +240,7 @@ def run_main_job(
     # Refuse bad options before anything is deleted, downloaded or trained.
     options = _checked_options(features, recipe, backbone, lora, config_overrides)
     devices, tokenizer_args, recommender_args = _training_arguments(
-        output, max_steps, learning_rate, seed, device, mixed_precision
+        output, max_steps, learning_rate, ema_decay, seed, device, mixed_precision
     )
     output = Path(output)
     if overwrite and output.exists():
@@ -249,9 +251,10 @@ def run_main_job(
     check_recorded(output / "recipe.json", recorded, "another recipe or other overrides", _RESUME)
     # What else shapes the results (where the job runs, device and precision, may change between resumes):
     # finished stages are skipped, so a rerun with another seed or schedule would report the old run as its own.
+    # No weight averaging is not recorded, so folders from before the option stay resumable.
     job = {"dataset": dataset, "preset": preset, "loader_kwargs": loader_kwargs or {}, "features": features,
            "backbone": backbone, "lora": lora, "max_steps": max_steps, "learning_rate": recommender_args.learning_rate,
-           "seed": seed}  # fmt: skip
+           "seed": seed, **({"ema_decay": ema_decay} if ema_decay else {})}  # fmt: skip
     check_recorded(output / "job.json", job, "other job options", _RESUME)
     stages = _Stages(output)
 
@@ -302,7 +305,13 @@ def _checked_options(features: str, recipe: str, backbone: str, lora: bool, conf
 
 
 def _training_arguments(
-    output, max_steps, learning_rate: float | None, seed: int, device: str | None, mixed_precision: str | None
+    output,
+    max_steps,
+    learning_rate: float | None,
+    ema_decay: float,
+    seed: int,
+    device: str | None,
+    mixed_precision: str | None,
 ) -> tuple:
     """``(devices, tokenizer arguments, recommender arguments)`` of the main job, every option checked."""
     from .training import RecommenderTrainingArguments, TokenizerTrainingArguments
@@ -317,7 +326,8 @@ def _training_arguments(
         # Eight validations with patience 3: early stopping can fire (with four and patience 4 it never could).
         output_dir=str(Path(output) / "recommender-training"), max_steps=max_steps, eval_steps=max(1, max_steps // 8),
         save_steps=max(1, max_steps // 8), patience=3, eval_users=500, seed=seed, device=device,
-        mixed_precision=mixed_precision, **({} if learning_rate is None else {"learning_rate": learning_rate}),
+        mixed_precision=mixed_precision, ema_decay=ema_decay,
+        **({} if learning_rate is None else {"learning_rate": learning_rate}),
     )  # fmt: skip
     return devices, tokenizer_args, recommender_args
 

@@ -207,6 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         lora=args.lora,
         max_steps=args.max_steps,
         learning_rate=args.learning_rate,
+        ema_decay=args.ema_decay,
         recipe=args.recipe,
         config_overrides=config_overrides(args),
         seed=args.seed,

@@ -241,6 +241,9 @@ def _run_parser(commands) -> None:
                      help=f"stage-2 optimizer steps (default: {MAIN_JOB_MAX_STEPS})")  # fmt: skip
     lr = RecommenderTrainingArguments.learning_rate
     run.add_argument("--learning-rate", type=float, help=f"stage 2's AdamW peak learning rate (default: {lr})")
+    run.add_argument("--ema-decay", type=float, default=0.0,
+                     help="validate and keep a moving average of stage 2's weights with this decay, in (0, 1) "
+                          "(default: 0, the trained weights)")  # fmt: skip
     run.add_argument(
         "--recipe",
         choices=("contrec-hf", "paper"),

@@ -2,6 +2,7 @@
 
 from .assembly import RecommenderOptions, load_pipeline, load_stage1, prepare_recommender, run_recommender_stage
 from .devices import MIXED_PRECISIONS, check_mixed_precision, end_processes, resolve_device
+from .ema import ParameterAverage
 from .recommender import RecommenderTrainer, RecommenderTrainingArguments, unused_parameters
 from .tokenizer import (
     TokenizerTrainingArguments,
@@ -13,6 +14,7 @@ from .tokenizer import (
 
 __all__ = [
     "MIXED_PRECISIONS",
+    "ParameterAverage",
     "RecommenderOptions",
     "RecommenderTrainer",
     "RecommenderTrainingArguments",

@@ -10,6 +10,7 @@ Validation NDCG@10 is computed on the fast path (prompt + ``<pref>``), reading o
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -32,8 +33,9 @@ from ..models.contrec import ContRecForRecommendation
 from ..models.diffusion_head import READOUTS
 from ..saving import atomic_directory
 from ..utils import check_recorded, require_positive, set_seed, write_json
-from .checkpoint import START_OVER, load_training_state, save_training_state
+from .checkpoint import START_OVER, load_training_state, load_training_tensors, save_training_state
 from .devices import check_mixed_precision, process_state, resolve_device
+from .ema import ParameterAverage, check_ema_decay
 
 __all__ = ["RecommenderTrainer", "RecommenderTrainingArguments", "unused_parameters"]
 
@@ -65,6 +67,9 @@ class RecommenderTrainingArguments:
             `readout`, the read-out every other entry point uses.
         guidance_scale (`float`, *optional*): classifier-free guidance at validation (default: the config's).
         seed (`int`): seeds the data order, response drops, noise and initialisation.
+        ema_decay (`float`): validate, keep as the best model and checkpoint a moving average of the trainable
+            weights with this decay d in (0, 1) ([`ParameterAverage`], warm-up min(d, (1 + t) / (10 + t))); 0 (the
+            default) validates and keeps the trained weights.
         device (`str`, *optional*): ``"cpu"`` or ``"cuda"``; `None` (the default): a CUDA GPU when torch sees one,
             else the CPU. accelerate places the model there (each process of a `torchrun` / `accelerate launch` run
             on its own GPU: pick GPUs with ``CUDA_VISIBLE_DEVICES``).
@@ -89,11 +94,13 @@ class RecommenderTrainingArguments:
     readout: str | None = None
     guidance_scale: float | None = None
     seed: int = 0
+    ema_decay: float = 0.0
     device: str | None = None
     mixed_precision: str | None = None
 
     def __post_init__(self) -> None:
         require_positive(self, "batch_size", "learning_rate", "max_steps", "eval_steps", "save_steps", "patience")
+        check_ema_decay(self.ema_decay)
         if self.readout is not None and self.readout not in READOUTS:
             raise ConfigError(f"readout must be one of {READOUTS}, got {self.readout!r}")
         if self.device is not None and self.device not in ("cpu", "cuda"):
@@ -209,6 +216,8 @@ class RecommenderTrainer:
         optimizer = torch.optim.AdamW(trainable, lr=args.learning_rate, weight_decay=args.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        # Every process averages its own (identical) copy, so any of them could validate or save the average.
+        self.average = ParameterAverage(self._unwrapped, args.ema_decay) if args.ema_decay else None
         self.state = {"step": 0, "best_ndcg": -1.0, "best_step": 0, "stale": 0, "history": []}
         users = list(range(data.num_users))
         if args.eval_users and args.eval_users < len(users):
@@ -243,8 +252,18 @@ class RecommenderTrainer:
         return self.data.sequences[user][max(0, end - max_history) : end], target
 
     @property
+    def _unwrapped(self) -> ContRecForRecommendation:
+        return self.accelerator.unwrap_model(self.model)
+
+    @property
     def model_config(self):
-        return self.accelerator.unwrap_model(self.model).config
+        return self._unwrapped.config
+
+    def averaged_weights(self):
+        """A context manager holding the weights that validation scores and ``best/`` keeps in the model: the
+        moving average with ``ema_decay`` > 0 (the trained weights are back after the block), else the trained
+        ones as they are. E.g. ``with trainer.averaged_weights(): trainer.evaluate("test")``."""
+        return self.average.applied(self._unwrapped) if self.average else contextlib.nullcontext()
 
     # --------------------------------------------------------------------------------- checkpoints
     def _checkpoint_dir(self) -> Path:
@@ -256,11 +275,12 @@ class RecommenderTrainer:
         if self.accelerator.is_main_process:
             save_training_state(
                 self._checkpoint_dir(),
-                self.accelerator.unwrap_model(self.model),
+                self._unwrapped,
                 self.optimizer,
                 self.scheduler,
                 self.state,
                 rngs={"collator": self.collator._rng},
+                tensors={"ema": self.average.state_dict()} if self.average else None,
             )
         self.accelerator.wait_for_everyone()
 
@@ -272,14 +292,17 @@ class RecommenderTrainer:
         ``max_steps``, whose cosine schedule would jump mid-run, is refused with a [`ConfigError`] naming them.
         """
         recorded = {k: v for k, v in asdict(self.args).items() if k not in _WHERE_IT_RUNS}
+        if not self.args.ema_decay:  # off is not recorded, so folders from before the option stay resumable
+            del recorded["ema_decay"]
         check_recorded(self.output_dir / "training_args.json", recorded, "other training arguments", START_OVER)
         target = self._checkpoint_dir()
         if not (target / "trainer_state.json").is_file():
             return False
-        model = self.accelerator.unwrap_model(self.model)
         self.state = load_training_state(
-            target, model, self.optimizer, self.scheduler, rngs={"collator": self.collator._rng}
+            target, self._unwrapped, self.optimizer, self.scheduler, rngs={"collator": self.collator._rng}
         )
+        if self.average:
+            self.average.load_state_dict(load_training_tensors(target, "ema"))
         self.accelerator.print(f"resumed from {target} at step {self.state['step']}")
         return True
 
@@ -348,6 +371,8 @@ class RecommenderTrainer:
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
+            if self.average:
+                self.average.update(self._unwrapped, self.state["step"])
             self.state["step"] += 1
             parts = ("loss", "lm_loss", "diffusion_loss", "dispersive_loss", "history_diffusion_loss", "ranking_loss")
             running.append({k: getattr(out, k).item() for k in parts if getattr(out, k) is not None})
@@ -374,6 +399,10 @@ class RecommenderTrainer:
             self.text_tokenizer.save_pretrained(tmp / "text_tokenizer")
 
     def _validate(self, running: list[dict[str, float]], started: float) -> None:
+        with self.averaged_weights():  # validated and kept as the best model alike
+            self._validate_and_keep(running, started)
+
+    def _validate_and_keep(self, running: list[dict[str, float]], started: float) -> None:
         acc = self.accelerator
         metrics = self.evaluate("validation", self.eval_users).metrics if acc.is_main_process else {}
         means = {k: sum(r[k] for r in running if k in r) / max(1, sum(k in r for r in running)) for k in running[0]}

@@ -228,9 +228,11 @@ def test_main_job_paper_recipe_runs_and_a_run_keeps_its_recipe(tmp_path, fixture
     job = json.loads((tmp_path / "job.json").read_text())
     assert (job["dataset"], job["max_steps"], job["seed"], job["backbone"]) == ("table", 2, 0, "tiny")
     assert job["learning_rate"] == 1e-3  # RecommenderTrainingArguments' default, recorded as the value it is
+    assert "ema_decay" not in job  # no weight averaging: not recorded, as by the runs from before the option
     # Every stage is finished, so another seed or schedule would only relabel this run's results: refused too.
     refused = (("--seed", "1", "seed: 0 recorded, 1 now"), ("--max-steps", "3", "max_steps: 2"),
-               ("--learning-rate", "0.002", "learning_rate: 0.001 recorded, 0.002 now"))  # fmt: skip
+               ("--learning-rate", "0.002", "learning_rate: 0.001 recorded, 0.002 now"),
+               ("--ema-decay", "0.9", "ema_decay: None recorded, 0.9 now"))  # fmt: skip
     for flag, value, named in refused:
         assert main([*argv, "--recipe", "paper", flag, value]) == 2
         err = capsys.readouterr().err
@@ -260,6 +262,15 @@ def test_device_and_precision_are_refused_before_any_work(command, tmp_path, cap
         main([*argv, "--device", "tpu"])
     assert "invalid choice: 'tpu'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())  # nothing was written
+
+
+@pytest.mark.parametrize("command", [["run"], ["train", "--tokenizer", "{tmp}/no-tokenizer"]])
+def test_an_ema_decay_outside_zero_one_is_refused_before_any_work(command, tmp_path, capsys):
+    argv = [a.format(tmp=tmp_path) for a in command] + ["--output", str(tmp_path / "out"), "--ema-decay", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "ema_decay must be a number in [0, 1)" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
 
 
 def test_train_in_bf16_on_the_cpu_through_accelerate(tmp_path, fixtures_dir):
