@@ -14,14 +14,14 @@ from contextlib import contextmanager
 import torch
 
 from ..errors import ConfigError, ContRecError
+from ..utils import check_number
 
 __all__ = ["ParameterAverage", "check_ema_decay"]
 
 
-def check_ema_decay(decay: float) -> None:
-    """Refuse an EMA decay outside [0, 1) (0: no averaging) with a [`ConfigError`] naming it."""
-    if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0.0 <= decay < 1.0:
-        raise ConfigError(f"ema_decay must be a number in [0, 1) (0: no averaging), got {decay!r}")
+def check_ema_decay(decay: float) -> float:
+    """``decay``, or a [`ConfigError`] naming ``ema_decay`` unless it is a number in [0, 1) (0: no averaging)."""
+    return check_number("ema_decay", decay, 0.0, 1.0, high_open=True, wanted="a number in [0, 1) (0: no averaging)")
 
 
 class ParameterAverage:
