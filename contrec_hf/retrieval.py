@@ -16,7 +16,16 @@ import torch.nn.functional as F
 
 from .errors import InputError
 
-__all__ = ["SIMILARITIES", "fuse_scores", "latent_scores", "mask_history", "parse_response", "text_scores", "top_k"]
+__all__ = [
+    "SIMILARITIES",
+    "fuse_scores",
+    "latent_scores",
+    "mask_history",
+    "parse_response",
+    "seen_items_mask",
+    "text_scores",
+    "top_k",
+]
 
 SIMILARITIES = ("cosine", "l2", "dot")
 
@@ -45,6 +54,45 @@ def mask_history(scores: torch.Tensor, histories: Sequence[Sequence[int]]) -> to
         col_index = torch.tensor([i for h in histories for i in h], dtype=torch.long, device=scores.device)
         scores[row_index, col_index] = float("-inf")
     return scores
+
+
+def seen_items_mask(
+    history_ids: torch.Tensor, rows: torch.Tensor, cutoffs: torch.Tensor, num_items: int, targets: torch.Tensor
+) -> torch.Tensor:
+    """The training-time twin of :func:`mask_history`: which catalog items each scored row leaves out, as a boolean
+    mask. Row r leaves out the first ``cutoffs[r]`` items of history ``rows[r]`` (the items its user interacted with
+    before r's target), except its own target, which stays scorable (a repeated item).
+
+    Args:
+        history_ids (`torch.LongTensor` of shape `[batch, max_len]`): each history in order, padded with -1.
+        rows (`torch.LongTensor` of shape `[rows]`): the history each scored row belongs to.
+        cutoffs (`torch.LongTensor` of shape `[rows]`): how many of that history's first items the row leaves out.
+        num_items (`int`): catalog size.
+        targets (`torch.LongTensor` of shape `[rows]`): each row's target, never left out.
+
+    Returns:
+        `torch.BoolTensor` of shape `[rows, num_items]`: True where the item is left out.
+
+    Example:
+        ```python
+        >>> import torch
+        >>> from contrec_hf.retrieval import seen_items_mask
+        >>> history = torch.tensor([[2, 0, 3], [1, -1, -1]])
+        >>> rows, cutoffs, targets = torch.tensor([0, 0, 1]), torch.tensor([1, 3, 1]), torch.tensor([0, 1, 2])
+        >>> seen_items_mask(history, rows, cutoffs, 4, targets).int()
+        tensor([[0, 0, 1, 0],
+                [1, 0, 1, 1],
+                [0, 1, 0, 0]], dtype=torch.int32)
+        ```
+    """
+    items = history_ids.to(rows.device)[rows]  # [R, M]
+    positions = torch.arange(items.shape[1], device=items.device)
+    left_out = (positions < cutoffs[:, None]) & (items >= 0)
+    columns = torch.where(left_out, items, num_items)  # column num_items collects what stays in
+    mask = torch.zeros(items.shape[0], num_items + 1, dtype=torch.bool, device=items.device)
+    mask.scatter_(1, columns, True)
+    mask[torch.arange(items.shape[0], device=items.device), targets.to(items.device)] = False
+    return mask[:, :num_items]
 
 
 def latent_scores(latents: torch.Tensor, item_latents: torch.Tensor, metric: str = "cosine") -> torch.Tensor:

@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from contrec_hf.retrieval import fuse_scores, latent_scores, parse_response, text_scores, top_k
+from contrec_hf.retrieval import (
+    fuse_scores,
+    latent_scores,
+    mask_history,
+    parse_response,
+    seen_items_mask,
+    text_scores,
+    top_k,
+)
 
 
 def test_latent_scores_by_hand():
@@ -58,3 +66,16 @@ def test_text_scores_jaccard_by_hand_with_empty_sets_and_unknown_words():
     assert scores.shape == (3, 4) and scores.dtype == torch.float32
     torch.testing.assert_close(scores, expected, rtol=0, atol=1e-7)
     assert text_scores([], titles, categories).shape == (0, 4)
+
+
+def test_seen_items_mask_cuts_each_history_and_keeps_the_target():
+    history = torch.tensor([[4, 1, 4, 2], [0, -1, -1, -1]])  # item 4 twice; row 1 padded
+    rows, cutoffs = torch.tensor([0, 0, 0, 1, 1]), torch.tensor([0, 2, 4, 1, 0])
+    mask = seen_items_mask(history, rows, cutoffs, 5, torch.tensor([3, 4, 2, 2, 0]))
+    assert mask.shape == (5, 5) and mask.dtype == torch.bool
+    left_out = [set(torch.nonzero(row).flatten().tolist()) for row in mask]
+    # row 1 keeps its target 4, a repeat; row 2 keeps 2; the padding (-1) is never an item
+    assert left_out == [set(), {1}, {1, 4}, {0}, set()]
+    full = seen_items_mask(history, torch.tensor([0, 1]), torch.tensor([4, 1]), 5, torch.tensor([3, 3]))
+    scores = mask_history(torch.zeros(2, 5), [[4, 1, 4, 2], [0]])  # the evaluation's mask, for the whole history
+    assert torch.equal(full, torch.isinf(scores))

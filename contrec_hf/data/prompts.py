@@ -128,6 +128,10 @@ class ContRecCollator:
     """Turns (history, target) pairs into model inputs: token ids, attention mask, labels on the response
     only, the item features for every placeholder group and the target features.
 
+    A history may be longer than the builder's `max_history`: the prompt keeps its last `max_history` items, and a
+    batch with targets also carries every history whole as `history_ids` (`[batch, longest]`, -1 padded), the
+    items the ranking softmax leaves out with `ContRecConfig.ranking_mask_history`.
+
     Args:
         tokenizer: the text tokenizer (with ContRec's special tokens added).
         builder ([`PromptBuilder`]).
@@ -201,4 +205,13 @@ class ContRecCollator:
             out["target_features"] = self.item_features[torch.tensor(targets)]  # [B, input_dim]
             out["target_ids"] = torch.tensor(targets)  # [B]
             out["catalog_features"] = self.item_features  # [num_items, input_dim]: the ranking loss's item table
+            out["history_ids"] = _padded([entry[0] for entry in batch])  # [B, longest history]: the whole history
         return out
+
+
+def _padded(histories: Sequence[Sequence[int]]) -> torch.Tensor:
+    """``histories`` as one `[len(histories), longest]` tensor, padded with -1 on the right."""
+    out = torch.full((len(histories), max(len(h) for h in histories)), -1, dtype=torch.long)
+    for row, history in enumerate(histories):
+        out[row, : len(history)] = torch.as_tensor(list(history), dtype=torch.long)
+    return out

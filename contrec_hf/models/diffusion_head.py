@@ -210,6 +210,7 @@ class ContRecDiffusionHead(nn.Module):
         labels: torch.Tensor,
         log_inclusion: torch.Tensor | float,
         query: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        exclude: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """L_rank = −log softmax_j(cos(q(x̂₀(c)), e_j)/τ − log π_j)[label]: the catalog softmax on the x₀ read-out.
 
@@ -225,6 +226,8 @@ class ContRecDiffusionHead(nn.Module):
             log_inclusion (`torch.Tensor` of shape `[num_candidates]` or `float`): log π_j of a sampled softmax.
             query (`Callable`, *optional*): q, maps x̂₀ `[batch, latent_dim]` into the table's space (the recommender's
                 `retrieval_query`); `None` is the identity.
+            exclude (`torch.BoolTensor` of shape `[batch, num_candidates]`, *optional*): candidates left out of each
+                row's softmax (their logits at −∞), e.g. the user's history, as the evaluation masks it; never a label.
 
         Returns:
             `torch.Tensor` of shape `()`.
@@ -233,8 +236,10 @@ class ContRecDiffusionHead(nn.Module):
 
         x0 = self.x0_estimate(condition)  # [B, d_z]
         x0 = x0 if query is None else query(x0)
-        logits = latent_scores(x0, table) / self.config.ranking_temperature  # [B, C]
-        return F.cross_entropy(logits - log_inclusion, labels.to(logits.device))
+        logits = latent_scores(x0, table) / self.config.ranking_temperature - log_inclusion  # [B, C]
+        if exclude is not None:
+            logits = logits.masked_fill(exclude.to(logits.device), float("-inf"))
+        return F.cross_entropy(logits, labels.to(logits.device))
 
     # ------------------------------------------------------------------------------------ inference
     @torch.no_grad()

@@ -206,7 +206,7 @@ class RecommenderTrainer:
             raise ContRecError("no training samples: every training history is shorter than 2 items")
         handlers = []
         if state.num_processes > 1:  # DDP: traverse the graph for unused parameters only if some can be unused
-            probe = [self._sample(i, model.config.max_history) for i in range(min(4, len(self.samples)))]
+            probe = [self._sample(i) for i in range(min(4, len(self.samples)))]
             unused = unused_parameters(model.to(state.device), self.collator, probe)
             if unused:
                 logger.info("DDP looks for unused parameters: a step can leave %s without a gradient", unused[:5])
@@ -244,12 +244,13 @@ class RecommenderTrainer:
         epoch, index = divmod(step, per_epoch)
         order = torch.randperm(len(self.samples), generator=torch.Generator().manual_seed(self.args.seed + epoch))
         chosen = order[index * self.args.batch_size : (index + 1) * self.args.batch_size].tolist()
-        return [self._sample(i, self.model_config.max_history) for i in chosen]
+        return [self._sample(i) for i in chosen]
 
-    def _sample(self, index: int, max_history: int) -> tuple[list[int], int]:
-        """Training sample ``index`` as ``(history, target)``: the last ``max_history`` items before the target."""
+    def _sample(self, index: int) -> tuple[list[int], int]:
+        """Training sample ``index`` as ``(history, target)``: every item before the target. The collator's prompt
+        keeps the last `max_history` of them; the ranking softmax can leave them all out (`ranking_mask_history`)."""
         user, end, target = self.samples[index]
-        return self.data.sequences[user][max(0, end - max_history) : end], target
+        return self.data.sequences[user][:end], target
 
     @property
     def _unwrapped(self) -> ContRecForRecommendation:

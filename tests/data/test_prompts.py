@@ -46,3 +46,17 @@ def test_collator_counts_labels_and_errors(tokenizer):
         collator([([0, 9], 1)])
     with pytest.raises(DataError, match="outside the catalog"):
         collator([([0], -1)])
+
+
+def test_collator_keeps_the_last_items_in_the_prompt_and_carries_whole_histories(tokenizer):
+    """The trainer hands the collator every item before the target: the prompt is the window's, and the whole
+    history travels as `history_ids` for `ranking_mask_history`."""
+    builder = PromptBuilder(TITLES, CATEGORIES, num_item_tokens=2, max_history=2)
+    collator = ContRecCollator(tokenizer, builder, torch.randn(4, 7))
+    whole = collator([([0, 1, 2, 3], 1), ([3], 0)])
+    window = collator([([2, 3], 1), ([3], 0)])
+    for key in ("input_ids", "attention_mask", "labels", "item_ids"):
+        assert torch.equal(whole[key], window[key])
+    assert whole["history_ids"].tolist() == [[0, 1, 2, 3], [3, -1, -1, -1]]
+    assert window["history_ids"].tolist() == [[2, 3], [3, -1]]
+    assert "history_ids" not in collator([([0, 1], None)], train=False)

@@ -516,3 +516,33 @@ def test_sampled_softmax_with_every_item_drawn_is_the_full_softmax(text_tokenize
     assert torch.isfinite(sampled) and not torch.allclose(sampled, full)
     with pytest.raises(ConfigError, match="ranking_negatives"):
         ContRecConfig(ranking_negatives=-1)
+
+
+def test_ranking_mask_history_leaves_out_what_each_target_follows(text_tokenizer):
+    """With `ranking_mask_history`, each row of the ranking softmax leaves out the user's items before its target,
+    as the evaluation masks the history: at `<pref>` the whole history, at a prompt's k-th `</item>` the history up
+    to that item (the items before the 4-item window too)."""
+    model = build("llama", text_tokenizer, ranking_mask_history=True)
+    model.eval()  # no condition dropout: the losses can be compared
+    inputs = batch(text_tokenizer, model)  # histories [0, 1, 2], [4 … 9] (window [6 … 9]) and [11]
+    pref = [{0, 1, 2}, {4, 5, 6, 7, 8, 9}, {11}]
+    dense = [{0}, {0, 1}, {0, 1, 2}, {4, 5, 6}, {4, 5, 6, 7}, {4, 5, 6, 7, 8}, {4, 5, 6, 7, 8, 9}, {11}]
+    rank_ids = torch.tensor([3, 10, 12, 1, 2, 3, 7, 8, 9, 10, 12])
+    mask = model._seen_items(inputs["input_ids"], inputs["history_ids"], rank_ids, True, 13)
+    assert [set(torch.nonzero(row).flatten().tolist()) for row in mask] == pref + dense
+    masked = model(**inputs)
+    plain = build("llama", text_tokenizer).eval()(**inputs)
+    assert masked.ranking_loss < plain.ranking_loss  # fewer competitors in every row's softmax
+    torch.testing.assert_close(masked.diffusion_loss, plain.diffusion_loss)  # the same model otherwise
+    model.config.history_diffusion_weight = 0.0  # the <pref> rows alone, by hand
+    condition, table = masked.condition, F.normalize(model.target_latents(inputs["catalog_features"]), dim=-1)
+    logits = F.normalize(model.diffusion_head.read_out(condition), dim=-1) @ table.T / 0.07
+    seen = torch.tensor([[j in items for j in range(13)] for items in pref])
+    by_hand = F.cross_entropy(logits.masked_fill(seen, float("-inf")), inputs["target_ids"])
+    torch.testing.assert_close(model(**inputs).ranking_loss, by_hand)
+    model.config.ranking_negatives = 13  # a sampled softmax drawing every item masks the same items
+    torch.testing.assert_close(model(**inputs).ranking_loss, by_hand)
+    with pytest.raises(InputError, match="needs history_ids"):
+        model(**{k: v for k, v in inputs.items() if k != "history_ids"})
+    with pytest.raises(ConfigError, match="ranking_mask_history masks the ranking softmax"):
+        ContRecConfig(ranking_mask_history=True, ranking_loss_weight=0.0)

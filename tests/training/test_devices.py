@@ -104,7 +104,7 @@ def test_the_ddp_probe_finds_parameters_a_step_leaves_unused(
     trainer = RecommenderTrainer(model, text_tokenizer, cyclic_dataset, features, args)
     collator_state, python_state = trainer.collator._rng.getstate(), random.getstate()
     torch_state = torch.get_rng_state()
-    batch = [trainer._sample(i, model.config.max_history) for i in range(3)]
+    batch = [trainer._sample(i) for i in range(3)]
     assert unused_parameters(trainer.accelerator.unwrap_model(trainer.model), trainer.collator, batch) == unused
     # The probe leaves no trace: random states, gradients and the training mode are as before.
     assert torch.equal(torch.get_rng_state(), torch_state) and random.getstate() == python_state

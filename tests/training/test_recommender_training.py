@@ -226,3 +226,26 @@ def test_a_tied_table_is_scored_alike_by_the_trainer_and_the_main_job(cyclic_dat
     assert ours.keys() == theirs.keys()
     for name in ours:
         assert ours[name] == pytest.approx(theirs[name], abs=1e-6), name
+
+
+def test_training_batches_carry_whole_histories_and_train_with_the_history_mask(cyclic_dataset, tmp_path):
+    """The trainer hands the collator every item before the target (the prompt keeps the last `max_history`), so
+    `ranking_mask_history` leaves out the whole history; with it a run trains, saves and loads."""
+    from tiny import tiny_features, tiny_recommender
+
+    features = tiny_features(cyclic_dataset)
+    model, text_tokenizer = tiny_recommender(cyclic_dataset, features, max_history=3, ranking_mask_history=True)
+    args = RecommenderTrainingArguments(output_dir=str(tmp_path / "run"), batch_size=4, max_steps=3, eval_steps=3,
+                                        save_steps=3, warmup_steps=1)  # fmt: skip
+    trainer = RecommenderTrainer(model, text_tokenizer, cyclic_dataset, features, args)
+    batch = trainer._global_batch(0)
+    user, end, target = trainer.samples[
+        torch.randperm(len(trainer.samples), generator=torch.Generator().manual_seed(0))[0]
+    ]
+    assert batch[0] == (cyclic_dataset.sequences[user][:end], target)
+    inputs = trainer.collator(batch)
+    assert inputs["history_ids"][0, :end].tolist() == cyclic_dataset.sequences[user][:end]
+    assert int((inputs["input_ids"][0] == model.config.item_end_token_id).sum()) == min(3, end)
+    state = trainer.train(progress=False)
+    assert state["step"] == 3 and all(torch.isfinite(torch.tensor(r["ranking_loss"])) for r in state["history"])
+    assert ContRecForRecommendation.from_pretrained(tmp_path / "run" / "best").config.ranking_mask_history

@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ...errors import ConfigError, InputError
+from ...retrieval import seen_items_mask
 from ...saving import AtomicSaveMixin, SafeLoadMixin
 from ...utils import gather_rows
 from ..diffusion_head import ContRecDiffusionHead
@@ -473,7 +474,11 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         self.trained_items[ids.to(self.trained_items.device)] = True
 
     def ranking_loss(
-        self, condition: torch.Tensor, target_ids: torch.Tensor, catalog_features: torch.Tensor
+        self,
+        condition: torch.Tensor,
+        target_ids: torch.Tensor,
+        catalog_features: torch.Tensor,
+        exclude: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """L_rank, the catalog softmax on the x₀ read-out ([`ContRecDiffusionHead.ranking_loss`]), over this model's
         [`item_table`]: the whole catalog, or with `ranking_negatives` = n < num_items the [`sampled_candidates`]
@@ -484,6 +489,8 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             target_ids (`torch.LongTensor` of shape `[batch]`): the next items' catalog indices.
             catalog_features (`torch.Tensor` of shape `[num_items, input_dim]`): every item's features; the table e
                 is their [`item_table`].
+            exclude (`torch.BoolTensor` of shape `[batch, num_items]`, *optional*): items each row's softmax leaves
+                out (`ranking_mask_history`).
 
         Returns:
             `torch.Tensor` of shape `()`.
@@ -496,7 +503,33 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         else:  # the full softmax
             candidates, features, log_inclusion, labels = None, catalog_features, 0.0, target_ids
         table = self.item_table(features, candidates)
-        return self.diffusion_head.ranking_loss(condition, table, labels, log_inclusion, query=self.retrieval_query)
+        if exclude is not None and candidates is not None:
+            exclude = exclude[:, candidates.to(exclude.device)]  # [batch, C]
+        return self.diffusion_head.ranking_loss(
+            condition, table, labels, log_inclusion, query=self.retrieval_query, exclude=exclude
+        )
+
+    def _seen_items(
+        self, input_ids: torch.Tensor, history_ids: torch.Tensor | None, targets: torch.Tensor, dense: bool,
+        num_items: int,
+    ) -> torch.Tensor:  # fmt: skip
+        """`ranking_mask_history`'s mask `[B (+ N), num_items]` over the ranking rows, in their order: each `<pref>`
+        row leaves out its whole history; with ``dense``, the row at a prompt's k-th `</item>` leaves out the history
+        up to that item (the history before the prompt's window, and its first k items). ``targets``: each row's
+        target, which stays in."""
+        if history_ids is None:
+            raise InputError(
+                "ranking_mask_history needs history_ids in forward (ContRecCollator training batches carry them)"
+            )
+        device = input_ids.device
+        lengths = (history_ids >= 0).sum(dim=1).to(device)  # [B]
+        rows, cutoffs = torch.arange(input_ids.shape[0], device=device), lengths
+        if dense:
+            counts = (input_ids == self.config.item_end_token_id).sum(dim=1)  # [B] prompt items of each row
+            row = torch.repeat_interleave(torch.arange(len(counts), device=device), counts)  # [N]
+            k = torch.arange(len(row), device=device) - (torch.cumsum(counts, 0) - counts)[row]  # [N] 0-based
+            rows, cutoffs = torch.cat([rows, row]), torch.cat([cutoffs, lengths[row] - counts[row] + k + 1])
+        return seen_items_mask(history_ids, rows, cutoffs, num_items, targets)
 
     def forward(
         self,
@@ -509,6 +542,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         item_ids: torch.LongTensor | None = None,
         target_ids: torch.LongTensor | None = None,
         catalog_features: torch.Tensor | None = None,
+        history_ids: torch.LongTensor | None = None,
         return_loss: bool = True,
         return_dict: bool | None = None,
     ) -> ContRecOutput | tuple:
@@ -528,6 +562,9 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             catalog_features (`torch.Tensor` of shape `[num_items, input_dim]`, *optional*): every item's features,
                 whose frozen latents are the ranking softmax's table. `target_ids` and `catalog_features` are
                 needed when `ranking_loss_weight` > 0.
+            history_ids (`torch.LongTensor` of shape `[batch, max_len]`, *optional*): every item of each row's
+                history before its target, in order, -1 padded; with `ranking_mask_history` the ranking softmax
+                leaves them out.
             return_loss (`bool`): compute the losses (for transformers' Trainer evaluation).
             return_dict (`bool`, *optional*): return a [`ContRecOutput`] (default: the config's `return_dict`) or its
                 tuple of the fields that are set.
@@ -565,7 +602,7 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             if target_features is not None:
                 item_parts, item_losses = self._item_losses(
                     condition, input_ids, out.hidden_states[-1], item_features, target_features, item_ids, target_ids,
-                    catalog_features,
+                    catalog_features, history_ids,
                 )  # fmt: skip
                 parts += item_parts  # summed in this order: the same float sum as one list of parts
                 losses.update(item_losses)
@@ -596,8 +633,9 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         return logits
 
     def _item_losses(
-        self, condition, input_ids, last_hidden, item_features, target_features, item_ids, target_ids, catalog_features
-    ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+        self, condition, input_ids, last_hidden, item_features, target_features, item_ids, target_ids,
+        catalog_features, history_ids=None,
+    ) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:  # fmt: skip
         """The losses on the next items: the weighted terms of the total loss, in order, and each loss alone.
 
         L_diff + λ_disp·L_disp at `<pref>`, the dense targets' L_diff, PreferDiff's L_pref and the catalog softmax
@@ -635,7 +673,13 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
             losses["preference_loss"] = preference
             parts.append(config.preference_loss_weight * preference)
         if ranking:  # one softmax over the <pref> and the dense targets together
-            rank = self.ranking_loss(torch.cat(rank_conditions), torch.cat(rank_ids), catalog_features)
+            rank_ids = torch.cat(rank_ids)
+            exclude = None
+            if config.ranking_mask_history:
+                exclude = self._seen_items(
+                    input_ids, history_ids, rank_ids, len(rank_conditions) > 1, catalog_features.shape[0]
+                )
+            rank = self.ranking_loss(torch.cat(rank_conditions), rank_ids, catalog_features, exclude)
             losses["ranking_loss"] = rank
             parts.append(config.ranking_loss_weight * rank)
         return parts, losses
