@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from ..errors import DataError
 
@@ -205,13 +206,6 @@ class ContRecCollator:
             out["target_features"] = self.item_features[torch.tensor(targets)]  # [B, input_dim]
             out["target_ids"] = torch.tensor(targets)  # [B]
             out["catalog_features"] = self.item_features  # [num_items, input_dim]: the ranking loss's item table
-            out["history_ids"] = _padded([entry[0] for entry in batch])  # [B, longest history]: the whole history
+            histories = [torch.as_tensor(list(entry[0]), dtype=torch.long) for entry in batch]
+            out["history_ids"] = pad_sequence(histories, batch_first=True, padding_value=-1)  # [B, longest history]
         return out
-
-
-def _padded(histories: Sequence[Sequence[int]]) -> torch.Tensor:
-    """``histories`` as one `[len(histories), longest]` tensor, padded with -1 on the right."""
-    out = torch.full((len(histories), max(len(h) for h in histories)), -1, dtype=torch.long)
-    for row, history in enumerate(histories):
-        out[row, : len(history)] = torch.as_tensor(list(history), dtype=torch.long)
-    return out
