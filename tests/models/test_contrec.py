@@ -359,7 +359,9 @@ def test_history_diffusion_pairs_each_item_end_with_the_next_item():
 def test_ranking_loss_is_the_catalog_softmax_of_the_x0_read_out(text_tokenizer):
     """L_rank = CE(cos(x̂₀(c), e_j)/τ) over the catalog, at <pref> and the dense targets; it trains the scores that
     the x₀ read-out ranks with (its gradient reaches the LM)."""
-    model = build("llama", text_tokenizer, ranking_loss_weight=0.7, ranking_temperature=0.2)
+    model = build(
+        "llama", text_tokenizer, ranking_loss_weight=0.7, ranking_temperature=0.2, ranking_mask_history=False
+    )
     inputs = batch(text_tokenizer, model, fast=1.0)
     catalog = inputs.pop("catalog_features")  # the collator passes its item features as the table
     assert torch.equal(catalog, torch.randn(13, 24, generator=torch.Generator().manual_seed(3)))
@@ -531,7 +533,7 @@ def test_ranking_mask_history_leaves_out_what_each_target_follows(text_tokenizer
     mask = model._seen_items(inputs["input_ids"], inputs["history_ids"], rank_ids, True, 13)
     assert [set(torch.nonzero(row).flatten().tolist()) for row in mask] == pref + dense
     masked = model(**inputs)
-    plain = build("llama", text_tokenizer).eval()(**inputs)
+    plain = build("llama", text_tokenizer, ranking_mask_history=False).eval()(**inputs)
     assert masked.ranking_loss < plain.ranking_loss  # fewer competitors in every row's softmax
     torch.testing.assert_close(masked.diffusion_loss, plain.diffusion_loss)  # the same model otherwise
     model.config.history_diffusion_weight = 0.0  # the <pref> rows alone, by hand
@@ -544,5 +546,6 @@ def test_ranking_mask_history_leaves_out_what_each_target_follows(text_tokenizer
     torch.testing.assert_close(model(**inputs).ranking_loss, by_hand)
     with pytest.raises(InputError, match="needs history_ids"):
         model(**{k: v for k, v in inputs.items() if k != "history_ids"})
-    with pytest.raises(ConfigError, match="ranking_mask_history masks the ranking softmax"):
-        ContRecConfig(ranking_mask_history=True, ranking_loss_weight=0.0)
+    unranked = build("llama", text_tokenizer, ranking_loss_weight=0.0).eval()  # the paper's: nothing to mask
+    assert unranked.config.ranking_mask_history  # the default, and no effect without a ranking loss
+    assert unranked(**{k: v for k, v in inputs.items() if k != "history_ids"}).ranking_loss is None

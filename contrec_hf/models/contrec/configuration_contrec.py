@@ -90,11 +90,13 @@ class ContRecConfig(PreTrainedConfig):
         ranking_negatives (`int`, defaults to 0): 0 ranks against the whole catalog (a full softmax); n > 0 ranks
             against the batch's targets and n uniformly drawn items, logQ-corrected (a sampled softmax for catalogs
             too large for one row of logits per target; n ≥ the catalog size is the full softmax again).
-        ranking_mask_history (`bool`, defaults to `False`): leave out of the ranking softmax, for each target, every
+        ranking_mask_history (`bool`, defaults to `True`): leave out of the ranking softmax, for each target, every
             item its user interacted with before it (the target itself stays in), as the evaluation masks the history
             before ranking (`contrec_hf.retrieval.mask_history`). Without it the loss pushes down the history items,
             whose frozen latents lie near the items the user is likely to pick next. Needs `history_ids` in
-            `forward` (`ContRecCollator` training batches carry them).
+            `forward` (`ContRecCollator` training batches carry them); no effect without a ranking loss
+            (`ranking_loss_weight=0`, the paper's recipe). Measured on ML-100K: docs/benchmarks.md, "Lever:
+            `ranking_mask_history=True`".
         preference_loss_weight (`float`, defaults to 0.0): λ_pref, weight of PreferDiff's preference term (Liu et al.,
             ICLR 2025, Eq. 8 with one in-batch negative): L_pref = −log σ(−γ (e⁺ − e⁻)), e⁺ the denoising error of
             the target and e⁻ that of another row's target noised at the same timestep under the same condition,
@@ -169,7 +171,7 @@ class ContRecConfig(PreTrainedConfig):
     ranking_loss_weight: float = 1.0
     ranking_temperature: float = 0.07
     ranking_negatives: int = 0
-    ranking_mask_history: bool = False
+    ranking_mask_history: bool = True
     preference_loss_weight: float = 0.0
     preference_gamma: float = 5.0
     item_table: Literal[ITEM_TABLES] = "latent"
@@ -200,8 +202,6 @@ class ContRecConfig(PreTrainedConfig):
             raise ConfigError(
                 f"item_table={self.item_table!r} is learned through the ranking loss: set ranking_loss_weight > 0"
             )
-        if self.ranking_mask_history and self.ranking_loss_weight == 0:
-            raise ConfigError("ranking_mask_history masks the ranking softmax: set ranking_loss_weight > 0")
         if self.item_table == "residual" and (self.num_catalog_items is None or self.num_catalog_items < 1):
             raise ConfigError(
                 "item_table='residual' learns one row per item: set num_catalog_items ≥ 1, "

@@ -519,7 +519,8 @@ class ContRecForRecommendation(ContRecPreTrainedModel):
         target, which stays in."""
         if history_ids is None:
             raise InputError(
-                "ranking_mask_history needs history_ids in forward (ContRecCollator training batches carry them)"
+                "ranking_mask_history needs history_ids in forward (ContRecCollator training batches carry them), or "
+                "set ranking_mask_history=False"
             )
         device = input_ids.device
         lengths = (history_ids >= 0).sum(dim=1).to(device)  # [B]
