@@ -23,6 +23,7 @@ from .errors import ConfigError, ContRecError
 from .evaluation import evaluate_scorer, format_metrics_table
 from .features import CollaborativeConfig
 from .features.store import FEATURE_KINDS
+from .models.contrec.configuration_contrec import option_defaults
 from .saving import atomic_directory
 from .utils import check_recorded, write_json
 
@@ -163,6 +164,10 @@ def _steps_sweep(pipe, data: SequentialDataset, users: int = 200) -> list[dict[s
 
 
 _RESUME = "resume it with the same options, or pass overwrite=True (--overwrite) to start over"
+_DEFAULTS = (
+    "the folder was trained by a version of the library with other defaults: resume it with that version, or pass "
+    "overwrite=True (--overwrite) to start over"
+)
 
 
 def _plots(output: Path, log_rows: list[dict], sweep: list[dict], sasrec_validation: float) -> list[str]:
@@ -226,7 +231,9 @@ def run_main_job(
     ``recipe`` names one of :data:`RECIPES` (``"contrec-hf"``, the default, or ``"paper"``); ``config_overrides``
     change `ContRecConfig` fields on top of it. A run folder keeps its recipe (``recipe.json``) and its job options
     (``job.json``: the dataset, its preset and loader options, features, backbone, LoRA, stage-2 steps and learning
-    rate, weight averaging, seed): resuming it with others is refused, since finished stages are skipped.
+    rate, weight averaging, seed): resuming it with others is refused, since finished stages are skipped. So is
+    resuming a folder trained with other `ContRecConfig` defaults (``config_options.json``: every option field's
+    value, default or override), e.g. by an earlier version of the library.
     ``learning_rate`` is stage 2's AdamW peak learning rate (`None`: `RecommenderTrainingArguments`' default, 1e-3);
     ``ema_decay`` > 0 validates and keeps a moving average of stage 2's weights (`RecommenderTrainingArguments`).
     ``device`` (``"cpu"``, ``"cuda"`` or ``"auto"``: a GPU when there is one) is where the tokenizer, the recommender
@@ -249,6 +256,9 @@ def run_main_job(
     output.mkdir(parents=True, exist_ok=True)
     recorded = {"name": recipe, **asdict(RECIPES[recipe]), "config_overrides": options.config_overrides}
     check_recorded(output / "recipe.json", recorded, "another recipe or other overrides", _RESUME)
+    # The defaults under the overrides too: a folder trained before a default changed is not resumed as today's.
+    settings = {**option_defaults(), **options.config_overrides}
+    check_recorded(output / "config_options.json", settings, "other ContRecConfig options", _DEFAULTS)
     # What else shapes the results (where the job runs, device and precision, may change between resumes):
     # finished stages are skipped, so a rerun with another seed or schedule would report the old run as its own.
     # No weight averaging is not recorded, so folders from before the option stay resumable.

@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..models.contrec.configuration_contrec import OPTION_FIELDS as STAGE2_CONFIG_FIELDS
 from ..models.diffusion_head import READOUTS
 from .arguments import add_dataclass_arguments
 
 __all__ = ["STAGE2_CONFIG_FIELDS", "build_parser"]
 
-# `ContRecConfig` fields that are not set from the command line: the sub-configs, the special-token ids (set
-# when the tokens are added), the catalog size (set from the dataset) and the embedding tie (the backbone's).
-_STAGE2_FIXED = (
-    "text_config", "item_tokenizer_config", "user_tokenizer_config", "item_start_token_id", "item_end_token_id",
-    "item_token_id", "pref_token_id", "user_token_id", "num_catalog_items", "tie_word_embeddings",
-)  # fmt: skip
 # Older, shorter flags kept working next to the generated ones.
 _ALIASES = {
     "dispersive_loss_weight": ("--dispersive-weight",),
@@ -30,19 +25,6 @@ _ALIASES = {
     "barlow_twins_weight": ("--barlow-twins",),
 }
 _DEVICE_FIELDS = ("device", "mixed_precision")  # `--device` / `--mixed-precision`, resolved before any work
-
-
-def _stage2_config_fields() -> tuple[str, ...]:
-    import dataclasses
-
-    from ..models.contrec import ContRecConfig
-
-    fields = {f.name for f in dataclasses.fields(ContRecConfig)}
-    own = vars(ContRecConfig)["__annotations__"]  # its own fields, in order (not transformers' base fields)
-    return tuple(name for name in own if name in fields and name not in _STAGE2_FIXED)
-
-
-STAGE2_CONFIG_FIELDS = _stage2_config_fields()
 
 
 def _add_dataset_arguments(parser: argparse.ArgumentParser) -> None:

@@ -239,6 +239,15 @@ def test_main_job_paper_recipe_runs_and_a_run_keeps_its_recipe(tmp_path, fixture
         assert "was started with other job options" in err and named in err and "Traceback" not in err
     assert json.loads((tmp_path / "job.json").read_text()) == job
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    # A folder trained before a default changed (as if with ranking_mask_history=False by default) is not resumed
+    # as today's: refused, naming the field, nothing touched.
+    options = json.loads((tmp_path / "config_options.json").read_text())
+    assert options["ranking_mask_history"] is True and options["ranking_loss_weight"] == 0.0  # defaults + recipe
+    (tmp_path / "config_options.json").write_text(json.dumps({**options, "ranking_mask_history": False}))
+    assert main([*argv, "--recipe", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert "ranking_mask_history: False recorded, True now" in err and "other defaults" in err
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Configuration of ContRecForRecommendation (ContRec, arXiv 2504.12007; docs/method.md §3–4)."""
 
-from typing import ClassVar, Literal
+import dataclasses
+from typing import Any, ClassVar, Literal
 
 from huggingface_hub.dataclasses import strict
 from transformers import AutoConfig, PreTrainedConfig
@@ -12,7 +13,7 @@ from ..config_utils import raise_config_errors, reject_unknown_kwargs
 from ..diffusion_head import NOISE_SCHEDULES, READOUTS
 from ..tokenizer import ContRecTokenizerConfig
 
-__all__ = ["ITEM_TABLES", "PREDICTION_TYPES", "ContRecConfig"]
+__all__ = ["ITEM_TABLES", "OPTION_FIELDS", "PREDICTION_TYPES", "ContRecConfig", "option_defaults"]
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 ITEM_TABLES = ("latent", "tokens", "residual", "tied")
@@ -241,3 +242,33 @@ class ContRecConfig(PreTrainedConfig):
     def latent_dim(self) -> int:
         """d_z, the size of an item latent and of the generated preference latent."""
         return self.item_tokenizer_config.token_dim
+
+
+# Fields that are not options a user sets: the sub-configs, the special-token ids (set when the tokens are added),
+# the catalog size (set from the dataset) and the embedding tie (the backbone's).
+_SET_BY_THE_LIBRARY = (
+    "text_config", "item_tokenizer_config", "user_tokenizer_config", "item_start_token_id", "item_end_token_id",
+    "item_token_id", "pref_token_id", "user_token_id", "num_catalog_items", "tie_word_embeddings",
+)  # fmt: skip
+_FIELDS = {f.name: f for f in dataclasses.fields(ContRecConfig)}
+# ContRecConfig's own option fields, in order (not transformers' base fields): the CLI's stage-2 flags.
+OPTION_FIELDS = tuple(
+    name for name in vars(ContRecConfig)["__annotations__"] if name in _FIELDS and name not in _SET_BY_THE_LIBRARY
+)
+
+
+def option_defaults() -> dict[str, Any]:
+    """The default of every field of [`OPTION_FIELDS`]: what a run trains with unless it sets the field. A main-job
+    folder records them, so a folder trained before a default changed is not resumed as today's.
+
+    Returns:
+        `dict[str, Any]`: field name → default, JSON-serialisable.
+
+    Example:
+        ```python
+        >>> from contrec_hf.models.contrec.configuration_contrec import option_defaults
+        >>> option_defaults()["ranking_mask_history"], "pref_token_id" in option_defaults()
+        (True, False)
+        ```
+    """
+    return {name: _FIELDS[name].default for name in OPTION_FIELDS}
