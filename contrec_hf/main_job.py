@@ -255,7 +255,8 @@ def run_main_job(
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     output.mkdir(parents=True, exist_ok=True)
     recorded = {"name": recipe, **asdict(RECIPES[recipe]), "config_overrides": options.config_overrides}
-    check_recorded(output / "recipe.json", recorded, "another recipe or other overrides", _RESUME)
+    what = "another recipe or other overrides"
+    check_recorded(output / "recipe.json", recorded, what, _RESUME, normalise=_spelled_out_defaults)
     # The defaults under the overrides too: a folder trained before a default changed is not resumed as today's.
     settings = {**option_defaults(), **options.config_overrides}
     check_recorded(output / "config_options.json", settings, "other ContRecConfig options", _DEFAULTS)
@@ -299,6 +300,15 @@ def run_main_job(
     metrics = _collect_metrics(output, data, recipe)
     _write_report(output, data, recipe, pipe.recommender.config, metrics)  # cheap; always matches metrics.json
     return metrics
+
+
+def _spelled_out_defaults(recipe: dict) -> dict:
+    """A ``recipe.json`` record without the overrides that only repeat a default (``--ranking-mask-history`` on a
+    folder started without it is the same run); ``config_options.json`` still holds every value the folder used."""
+    defaults = option_defaults()
+    overrides = recipe.get("config_overrides", {})
+    kept = {k: v for k, v in overrides.items() if k not in defaults or defaults[k] != v}
+    return {**recipe, "config_overrides": kept}
 
 
 def _checked_options(features: str, recipe: str, backbone: str, lora: bool, config_overrides: dict | None):

@@ -6,6 +6,7 @@ import json
 import os
 import random
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +153,9 @@ def write_json(path: str | Path, payload: Any) -> Path:
     return path
 
 
-def check_recorded(path: str | Path, recorded: dict[str, Any], what: str, remedy: str) -> None:
+def check_recorded(
+    path: str | Path, recorded: dict[str, Any], what: str, remedy: str, normalise: Callable[[dict], dict] | None = None
+) -> None:
     """Record the options a run started with in ``path`` (JSON); refuse a rerun with others, naming each field that
     differs. A folder without the file (a run from before it was recorded) is taken as it is and gets the file.
 
@@ -161,6 +164,8 @@ def check_recorded(path: str | Path, recorded: dict[str, Any], what: str, remedy
         recorded (`dict`): the options, JSON-serialisable; compared as they read back (tuples as lists).
         what (`str`): what differs, for the message (e.g. ``"other options"``).
         remedy (`str`): what the user can do instead, for the message.
+        normalise (`Callable`, *optional*): applied to the file's options and to ``recorded`` before they are
+            compared (e.g. to drop entries that spell out a default); the file keeps what it was written with.
 
     Raises:
         [`ConfigError`]: the file records other options.
@@ -181,9 +186,11 @@ def check_recorded(path: str | Path, recorded: dict[str, Any], what: str, remedy
     """
     path = Path(path)
     recorded = json.loads(json.dumps(recorded))
-    if path.is_file() and (before := json.loads(path.read_text())) != recorded:
-        fields = sorted(set(before) | set(recorded), key=str)
-        changed = [f"{k}: {before.get(k)!r} recorded, {recorded.get(k)!r} now" for k in fields
-                   if before.get(k) != recorded.get(k)]  # fmt: skip
+    normalise = normalise or (lambda options: options)
+    if path.is_file() and (before := normalise(json.loads(path.read_text()))) != (now := normalise(recorded)):
+        fields = sorted(set(before) | set(now), key=str)
+        changed = [f"{k}: {before.get(k)!r} recorded, {now.get(k)!r} now" for k in fields
+                   if before.get(k) != now.get(k)]  # fmt: skip
         raise ConfigError(f"{path.parent} was started with {what} ({'; '.join(changed)}; {path.name}); {remedy}")
-    write_json(path, recorded)
+    if not path.is_file():
+        write_json(path, recorded)

@@ -1,8 +1,10 @@
+import json
+
 import pytest
 import torch
 
 from contrec_hf.errors import ConfigError
-from contrec_hf.utils import check_device, gather_rows
+from contrec_hf.utils import check_device, check_recorded, gather_rows
 
 
 @pytest.mark.parametrize("device", [None, "cpu"])
@@ -79,3 +81,19 @@ def test_check_number_returns_valid_values_and_raises_the_error_asked_for():
     assert check_number("p", 0.0, 0.0, 1.0, high_open=True) == 0.0
     with pytest.raises(InputError):
         check_number("k", -1, 0, integer=True, error=InputError)
+
+
+def test_check_recorded_compares_normalised_options_and_keeps_the_file(tmp_path):
+    path = tmp_path / "recipe.json"
+
+    def without_b(options):  # e.g. drop what only spells out a default
+        return {k: v for k, v in options.items() if k != "b"}
+
+    check_recorded(path, {"a": 1}, "other options", "use another folder", normalise=without_b)
+    check_recorded(path, {"a": 1, "b": 2}, "other options", "use another folder", normalise=without_b)
+    assert json.loads(path.read_text()) == {"a": 1}  # equal after normalising: accepted, the record untouched
+    with pytest.raises(ConfigError, match=r"other options \(a: 1 recorded, 3 now; recipe.json\); use another folder"):
+        check_recorded(path, {"a": 3, "b": 2}, "other options", "use another folder", normalise=without_b)
+    with pytest.raises(ConfigError, match="b: None recorded, 2 now"):  # without normalise every field counts
+        check_recorded(path, {"a": 1, "b": 2}, "other options", "use another folder")
+    assert json.loads(path.read_text()) == {"a": 1}

@@ -239,6 +239,16 @@ def test_main_job_paper_recipe_runs_and_a_run_keeps_its_recipe(tmp_path, fixture
         assert "was started with other job options" in err and named in err and "Traceback" not in err
     assert json.loads((tmp_path / "job.json").read_text()) == job
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    # An override that spells out a default is the same run: resumed (every stage finished, nothing retrained);
+    # one that changes a value is refused by recipe.json, naming the field.
+    recipe = json.loads((tmp_path / "recipe.json").read_text())
+    assert main([*argv, "--recipe", "paper", "--ranking-mask-history", "--dispersive-loss-weight", "0.5"]) == 0
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    assert json.loads((tmp_path / "recipe.json").read_text()) == recipe  # the record keeps what it was written with
+    capsys.readouterr()
+    assert main([*argv, "--recipe", "paper", "--no-ranking-mask-history"]) == 2
+    err = capsys.readouterr().err
+    assert "another recipe or other overrides" in err and "config_overrides" in err and "Traceback" not in err
     # A folder trained before a default changed (as if with ranking_mask_history=False by default) is not resumed
     # as today's: refused, naming the field, nothing touched.
     options = json.loads((tmp_path / "config_options.json").read_text())
