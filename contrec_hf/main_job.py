@@ -63,6 +63,7 @@ RECIPES = {
             "guidance_scale": 3.0,
             "num_inference_steps": 200,
             "diffusion_batch_multiplier": 4,  # the paper is silent; MAR's 4, what this recipe's published runs used
+            "fast_path_probability": 0.5,  # the paper has no fast path; what this recipe's published runs used
         },
     ),
 }
