@@ -73,7 +73,8 @@ def main() -> None:
         "",
         f"ML-100K, the main job's tiny backbone and its text tokenizer; every {args.stride}th training sample "
         f"({row['samples']} per row), and {args.batches} random batches of 16 with half the rows without a "
-        "response (stage 2's fast-path dropout). The last column is against the first row's L.",
+        "response (stage 2's fast-path dropout until 2026-12-06; 80% since). The last column is against the first "
+        "row's L.",
     ]
     publish(lines, "prompt_lengths.py", "prompt_lengths", "Stage-2 prompt lengths", args.write_docs)
 

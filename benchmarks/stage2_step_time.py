@@ -128,7 +128,7 @@ def main() -> None:
     parser.add_argument("--draws", type=int, nargs="+", default=[1, 4],
                         help="noise draws per condition of the ContRec rows (diffusion_batch_multiplier)")  # fmt: skip
     parser.add_argument("--fast-path-probability", type=float, default=0.0,
-                        help="the batch's share of rows without a response (stage 2 draws 0.5)")  # fmt: skip
+                        help="the batch's share of rows without a response (stage 2: 0.8 by default)")  # fmt: skip
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     parse_device(parser, args.device)

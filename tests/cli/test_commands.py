@@ -220,6 +220,7 @@ def test_main_job_paper_recipe_runs_and_a_run_keeps_its_recipe(tmp_path, fixture
     assert config["history_diffusion_weight"] == 0.0 and config["ranking_loss_weight"] == 0.0
     assert config["dispersive_loss_weight"] == 0.5
     assert config["diffusion_batch_multiplier"] == 4  # what the recipe's published runs drew; the library draws 1
+    assert config["fast_path_probability"] == 0.5  # what the recipe's published runs dropped; the library drops 0.8
     assert "one DDPM-200 sample at guidance 3" in (tmp_path / "report.md").read_text()
     capsys.readouterr()
     assert main(argv) == 2  # the default recipe on a folder trained with the paper's: refused, nothing touched
