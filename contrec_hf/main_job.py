@@ -255,7 +255,7 @@ def run_main_job(
         for child in output.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
     output.mkdir(parents=True, exist_ok=True)
-    recorded = {"name": recipe, **asdict(RECIPES[recipe]), "config_overrides": options.config_overrides}
+    recorded = _recipe_record(output, recipe, options.config_overrides)
     what = "another recipe or other overrides"
     check_recorded(output / "recipe.json", recorded, what, _RESUME, normalise=_spelled_out_defaults)
     # The defaults under the overrides too: a folder trained before a default changed is not resumed as today's.
@@ -303,13 +303,25 @@ def run_main_job(
     return metrics
 
 
+def _recipe_record(output: Path, recipe: str, overrides: dict) -> dict:
+    """This call's ``recipe.json`` record. On a folder that has one, an override its record does not list is left out
+    when it only repeats a value the folder trained with (its ``config_options.json``): a paper-recipe folder from
+    before the recipe pinned ``fast_path_probability`` at 0.5, then the default, is the same run."""
+    if (output / "recipe.json").is_file() and (output / "config_options.json").is_file():
+        listed = json.loads((output / "recipe.json").read_text()).get("config_overrides", {})
+        used = json.loads((output / "config_options.json").read_text())
+        overrides = {k: v for k, v in overrides.items() if k in listed or k not in used or used[k] != v}
+    return {"name": recipe, **asdict(RECIPES[recipe]), "config_overrides": overrides}
+
+
 def _spelled_out_defaults(recipe: dict) -> dict:
     """A ``recipe.json`` record without the overrides that only repeat a default (``--ranking-mask-history`` on a
-    folder started without it is the same run); ``config_options.json`` still holds every value the folder used."""
+    folder started without it is the same run) and without the recipe's description (prose for the report);
+    ``config_options.json`` still holds every value the folder used."""
     defaults = option_defaults()
     overrides = recipe.get("config_overrides", {})
     kept = {k: v for k, v in overrides.items() if k not in defaults or defaults[k] != v}
-    return {**recipe, "config_overrides": kept}
+    return {**{k: v for k, v in recipe.items() if k != "description"}, "config_overrides": kept}
 
 
 def _checked_options(features: str, recipe: str, backbone: str, lora: bool, config_overrides: dict | None):

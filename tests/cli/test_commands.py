@@ -250,9 +250,27 @@ def test_main_job_paper_recipe_runs_and_a_run_keeps_its_recipe(tmp_path, fixture
     assert main([*argv, "--recipe", "paper", "--no-ranking-mask-history"]) == 2
     err = capsys.readouterr().err
     assert "another recipe or other overrides" in err and "config_overrides" in err and "Traceback" not in err
+    # A folder from before the recipe pinned a value it trained with (fast_path_probability 0.5, then the default)
+    # and wrote another description: the same run, resumed, its record kept as written.
+    old = {**recipe, "description": "an older wording", "config_overrides": dict(recipe["config_overrides"])}
+    del old["config_overrides"]["fast_path_probability"]
+    (tmp_path / "recipe.json").write_text(json.dumps(old))
+    assert main([*argv, "--recipe", "paper"]) == 0
+    assert json.loads((tmp_path / "recipe.json").read_text()) == old
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+    # An override the folder's record lists and this call leaves out is refused as an override, not as a default.
+    options = json.loads((tmp_path / "config_options.json").read_text())
+    listed = {**recipe, "config_overrides": {**recipe["config_overrides"], "dispersive_temperature": 2.0}}
+    (tmp_path / "recipe.json").write_text(json.dumps(listed))
+    (tmp_path / "config_options.json").write_text(json.dumps({**options, "dispersive_temperature": 2.0}))
+    capsys.readouterr()
+    assert main([*argv, "--recipe", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert "another recipe or other overrides" in err and "dispersive_temperature" in err
+    (tmp_path / "recipe.json").write_text(json.dumps(recipe))
+    (tmp_path / "config_options.json").write_text(json.dumps(options))
     # A folder trained before a default changed (as if with ranking_mask_history=False by default) is not resumed
     # as today's: refused, naming the field, nothing touched.
-    options = json.loads((tmp_path / "config_options.json").read_text())
     assert options["ranking_mask_history"] is True and options["ranking_loss_weight"] == 0.0  # defaults + recipe
     (tmp_path / "config_options.json").write_text(json.dumps({**options, "ranking_mask_history": False}))
     assert main([*argv, "--recipe", "paper"]) == 2
