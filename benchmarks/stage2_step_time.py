@@ -9,8 +9,10 @@ the condition, the denoiser (`--draws` noise draws of each condition: at `<pref>
 of every `</item>`), the Dispersive Loss and the ranking loss. Its LM loss applies the output embeddings to the
 labelled positions alone; the row "logits at the label columns" is the same step with the LM's logits at every
 position that any row of the batch labels (ContRec's LM loss before 2026-12-02). Step times are medians over
-`--repeats` steps, the kinds interleaved over two rounds. `--fast-path-probability 0.5` draws the batch as stage 2
-does (about half the rows without a response).
+`--repeats` steps, the kinds interleaved over two rounds. `--fast-path-probability 0.8` draws the batch as stage 2
+does by default (about four rows in five without a response). `--mixed-precision bf16` adds the default ContRec
+step with its forward pass under `torch.autocast` in bf16, as `contrec-hf run --mixed-precision bf16` trains stage 2
+(on the CPU it pays only where the cores have bf16 matrix units, e.g. Intel AMX).
 Peak memory: on CUDA, the allocator's peak during the steps; on the CPU, the peak resident set of a fresh process
 that builds the model and runs the steps of one kind (so it includes the model and Python itself).
 Issue target: ContRec ≤ 1.3× the bare LM's step time.
@@ -34,6 +36,7 @@ from contrec_hf.data import load_sequential_dataset
 from contrec_hf.data.prompts import ContRecCollator, PromptBuilder, sliding_window_samples
 from contrec_hf.models import ContRecConfig
 from contrec_hf.training import load_stage1, prepare_recommender
+from contrec_hf.training.devices import autocast, check_mixed_precision
 
 BARE_KINDS = ("bare LM", "bare LM, response logits")
 COLUMNS = ", logits at the label columns"
@@ -64,12 +67,14 @@ def build_steps(args):
     if not model._head_on_rows_ok:
         raise RuntimeError(f"backbone {args.backbone!r}: the LM loss does not take the head on the labelled rows")
 
-    def contrec(draws: int, on_rows: bool = True):  # `diffusion_batch_multiplier` noise draws (docs/method.md)
+    def contrec(draws: int, on_rows: bool = True, precision: str = "no"):  # `diffusion_batch_multiplier` draws
         def step():
             model.config.diffusion_batch_multiplier = draws  # the head reads the shared config at each forward
             model._head_on_rows_ok = on_rows  # False: the LM's logits at the batch's label columns
             model.zero_grad(set_to_none=True)
-            model(**batch).loss.backward()
+            with autocast(device, precision):  # the forward pass as stage 2 autocasts it; backward outside
+                loss = model(**batch).loss
+            loss.backward()
 
         return step
 
@@ -86,6 +91,8 @@ def build_steps(args):
     steps = dict(zip(BARE_KINDS, (bare, bare_response_logits)))
     steps.update({contrec_kind(draws): contrec(draws) for draws in args.draws})
     steps[contrec_kind(1) + COLUMNS] = contrec(1, on_rows=False)
+    if args.mixed_precision != "no":
+        steps[f"{contrec_kind(1)}, {args.mixed_precision} autocast"] = contrec(1, precision=args.mixed_precision)
     return steps, tuple(batch["input_ids"].shape), device
 
 
@@ -112,7 +119,8 @@ def peak_memory_mb(args, kind: str, steps, device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     child = [sys.executable, __file__, "--tokenizer", args.tokenizer, "--batch-size", str(args.batch_size),
              "--backbone", args.backbone, "--draws", *map(str, args.draws), "--memory-child", kind,
-             "--fast-path-probability", str(args.fast_path_probability)]  # fmt: skip
+             "--fast-path-probability", str(args.fast_path_probability),
+             "--mixed-precision", args.mixed_precision]  # fmt: skip
     done = subprocess.run(child, capture_output=True, text=True, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
 
@@ -129,9 +137,12 @@ def main() -> None:
                         help="noise draws per condition of the ContRec rows (diffusion_batch_multiplier)")  # fmt: skip
     parser.add_argument("--fast-path-probability", type=float, default=0.0,
                         help="the batch's share of rows without a response (stage 2: 0.8 by default)")  # fmt: skip
+    parser.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"),
+                        help="also time the default ContRec step with its forward under this autocast")  # fmt: skip
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     parse_device(parser, args.device)
+    check_mixed_precision(args.mixed_precision, args.device)
     if min(args.draws) < 1:
         parser.error("--draws takes positive integers")
     if not 0.0 <= args.fast_path_probability < 1.0:
