@@ -12,7 +12,7 @@ position that any row of the batch labels (ContRec's LM loss before 2026-12-02).
 `--repeats` steps, the kinds interleaved over two rounds. `--fast-path-probability 0.8` draws the batch as stage 2
 does by default (about four rows in five without a response). `--mixed-precision bf16` adds the default ContRec
 step with its forward pass under `torch.autocast` in bf16, as `contrec-hf run --mixed-precision bf16` trains stage 2
-(on the CPU it pays only where the cores have bf16 matrix units, e.g. Intel AMX).
+(on a 2-core Intel host with AMX it did not pay reliably: docs/benchmarks.md).
 Peak memory: on CUDA, the allocator's peak during the steps; on the CPU, the peak resident set of a fresh process
 that builds the model and runs the steps of one kind (so it includes the model and Python itself).
 Issue target: ContRec ≤ 1.3× the bare LM's step time.
@@ -34,9 +34,10 @@ from _report import command_line, parse_device, provenance, write_section
 
 from contrec_hf.data import load_sequential_dataset
 from contrec_hf.data.prompts import ContRecCollator, PromptBuilder, sliding_window_samples
+from contrec_hf.errors import ConfigError
 from contrec_hf.models import ContRecConfig
 from contrec_hf.training import load_stage1, prepare_recommender
-from contrec_hf.training.devices import autocast, check_mixed_precision
+from contrec_hf.training.devices import MIXED_PRECISIONS, autocast, check_mixed_precision
 
 BARE_KINDS = ("bare LM", "bare LM, response logits")
 COLUMNS = ", logits at the label columns"
@@ -91,8 +92,9 @@ def build_steps(args):
     steps = dict(zip(BARE_KINDS, (bare, bare_response_logits)))
     steps.update({contrec_kind(draws): contrec(draws) for draws in args.draws})
     steps[contrec_kind(1) + COLUMNS] = contrec(1, on_rows=False)
-    if args.mixed_precision != "no":
-        steps[f"{contrec_kind(1)}, {args.mixed_precision} autocast"] = contrec(1, precision=args.mixed_precision)
+    if args.mixed_precision != "no":  # the default step (its noise draws) under autocast
+        draws, precision = ContRecConfig().diffusion_batch_multiplier, args.mixed_precision
+        steps[f"{contrec_kind(draws)}, {precision} autocast"] = contrec(draws, precision=precision)
     return steps, tuple(batch["input_ids"].shape), device
 
 
@@ -137,12 +139,15 @@ def main() -> None:
                         help="noise draws per condition of the ContRec rows (diffusion_batch_multiplier)")  # fmt: skip
     parser.add_argument("--fast-path-probability", type=float, default=0.0,
                         help="the batch's share of rows without a response (stage 2: 0.8 by default)")  # fmt: skip
-    parser.add_argument("--mixed-precision", default="no", choices=("no", "bf16", "fp16"),
+    parser.add_argument("--mixed-precision", default="no", choices=MIXED_PRECISIONS,
                         help="also time the default ContRec step with its forward under this autocast")  # fmt: skip
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     parse_device(parser, args.device)
-    check_mixed_precision(args.mixed_precision, args.device)
+    try:
+        check_mixed_precision(args.mixed_precision, args.device)
+    except ConfigError as error:  # e.g. fp16 on the CPU
+        parser.error(str(error))
     if min(args.draws) < 1:
         parser.error("--draws takes positive integers")
     if not 0.0 <= args.fast_path_probability < 1.0:
