@@ -154,6 +154,8 @@ API_CASES = [
     ("config-foreign-model-type", lambda s, t: ContRecConfig(model_type="bert"), ConfigError,
      r"expects model_type 'contrec', got 'bert'"),
     ("config-out-of-range", lambda s, t: ContRecConfig(condition_dropout=1.5), ConfigError, r"condition_dropout"),
+    ("config-guidance-untrained-null", lambda s, t: ContRecConfig(condition_dropout=0.0, guidance_scale=3.0),
+     ConfigError, r"guidance_scale=3 .*never trained with condition_dropout=0"),
     ("config-encoder-backbone", lambda s, t: ContRecConfig(text_config={"model_type": "bert"}), ConfigError,
      r"decoder-only causal LM.*'bert'"),
     ("tokenizer-config-wrong-type", lambda s, t: ContRecTokenizerConfig(num_tokens=2.5), ConfigError,

@@ -32,8 +32,8 @@ from .denoiser import ContRecDenoiser, dispersive_loss
 # take READOUTS and NOISE_SCHEDULES from here without an import circle.
 
 __all__ = [
-    "NOISE_SCHEDULES", "READOUTS", "ContRecDiffusionHead", "DiffusionHeadOutput", "build_noise_scheduler",
-    "exp_noise_betas",
+    "CONDITION_DROPOUT_MODES", "NOISE_SCHEDULES", "READOUTS", "ContRecDiffusionHead", "DiffusionHeadOutput",
+    "build_noise_scheduler", "check_guidance", "exp_noise_betas",
 ]  # fmt: skip
 
 # The read-outs of `ContRecDiffusionHead.read_out`: the x₀ estimate, one sample, the mean of N samples. This is
@@ -41,6 +41,23 @@ __all__ = [
 READOUTS = ("x0", "sample", "mean")
 # The noise schedules of `build_noise_scheduler`: the authors' "exp" VP schedule and diffusers' beta schedules.
 NOISE_SCHEDULES = ("exp", "linear", "scaled_linear", "squaredcos_cap_v2")
+# How CFG training meets the null condition (`ContRecConfig.condition_dropout_mode`): a chosen row's condition is
+# replaced by it, or the chosen row is trained once more under it.
+CONDITION_DROPOUT_MODES = ("replace", "append")
+
+
+def check_guidance(guidance_scale: float, condition_dropout: float, error: type[Exception] = InputError) -> None:
+    """Refuse a guidance scale other than 1 when the null condition was never trained: pred_uncond + s·(pred_cond −
+    pred_uncond) reads the null condition, which only `condition_dropout` > 0 trains.
+
+    Raises:
+        `error` ([`InputError`] by default; the config passes [`ConfigError`]).
+    """
+    if guidance_scale != 1.0 and condition_dropout == 0:
+        raise error(
+            f"guidance_scale={guidance_scale:g} reads the null condition of classifier-free guidance, which is never "
+            "trained with condition_dropout=0: use guidance_scale=1, or train with condition_dropout > 0"
+        )
 
 
 def exp_noise_betas(num_steps: int = 200, beta_min: float = 0.1, beta_max: float = 10.0) -> list[float]:
@@ -91,7 +108,8 @@ class ContRecDiffusionHead(nn.Module):
     Args:
         config ([`ContRecConfig`]): reads `latent_dim`, `condition_dim`, `denoiser_hidden_size`,
             `denoiser_num_blocks`, `num_train_timesteps`, `noise_schedule`, `prediction_type`, `condition_dropout`,
-            `diffusion_batch_multiplier`, `dispersive_temperature`, `regression_head` and `ranking_temperature`.
+            `condition_dropout_mode`, `diffusion_batch_multiplier`, `dispersive_temperature`, `regression_head` and
+            `ranking_temperature`.
 
     Example:
         ```python
@@ -130,8 +148,9 @@ class ContRecDiffusionHead(nn.Module):
     # ---------------------------------------------------------------------------------------- train
     def forward(self, condition: torch.Tensor, x0: torch.Tensor) -> DiffusionHeadOutput:
         """L_diff and L_disp of one batch: each (c, x₀) pair is noised `diffusion_batch_multiplier` times at uniform
-        timesteps (x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε), c is replaced by the null condition with probability
-        `condition_dropout` in training (CFG), and the denoiser's output is regressed on ε, x₀ or v.
+        timesteps (x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε), in training a row is chosen with probability `condition_dropout` for
+        the null condition of CFG (its c replaced, or the row trained once more under the null:
+        `condition_dropout_mode`), and the denoiser's output is regressed on ε, x₀ or v.
 
         Args:
             condition (`torch.Tensor` of shape `[batch, condition_dim]`): c.
@@ -140,19 +159,12 @@ class ContRecDiffusionHead(nn.Module):
         Returns:
             [`DiffusionHeadOutput`].
         """
-        scheduler, config = self.noise_scheduler, self.config
-        if config.regression_head:  # ablation: one deterministic input (x_t = 0 at t = T − 1), MSE to x₀
-            t = torch.full((x0.shape[0],), scheduler.config.num_train_timesteps - 1, device=x0.device)
-            noise, x_t = None, torch.zeros_like(x0)
-        else:
-            m = config.diffusion_batch_multiplier
-            condition, x0 = condition.repeat_interleave(m, 0), x0.repeat_interleave(m, 0)  # [B·m, ·]
-            noise = torch.randn_like(x0)
-            t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
-            x_t = scheduler.add_noise(x0, noise, t)  # [B·m, d_z]
+        config = self.config
+        m = 1 if config.regression_head else config.diffusion_batch_multiplier
+        condition, x0 = condition.repeat_interleave(m, 0), x0.repeat_interleave(m, 0)  # [B·m, ·]
+        noise, t, x_t = self._noised(x0)
         if self.training and config.condition_dropout > 0:  # classifier-free guidance training
-            drop = torch.rand(x0.shape[0], 1, device=x0.device) < config.condition_dropout
-            condition = torch.where(drop, self.null_condition.to(condition.dtype), condition)
+            condition, x0, noise, t, x_t = self._null_condition_rows(condition, x0, noise, t, x_t)
         out = self.denoiser(x_t, t, condition)
         target = self._target(x0, noise, t)
         preference = None
@@ -163,6 +175,36 @@ class ContRecDiffusionHead(nn.Module):
             dispersive_loss=dispersive_loss(out.representation, config.dispersive_temperature),
             preference_loss=preference,
         )
+
+    def _noised(self, x0: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+        """`(noise, t, x_t)` of each row of x₀ `[rows, latent_dim]`: x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε at a uniform timestep;
+        the regression head's one deterministic input instead (ablation: no noise, x_t = 0 at t = T − 1)."""
+        scheduler = self.noise_scheduler
+        if self.config.regression_head:
+            t = torch.full((x0.shape[0],), scheduler.config.num_train_timesteps - 1, device=x0.device)
+            return None, t, torch.zeros_like(x0)
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (x0.shape[0],), device=x0.device)
+        return noise, t, scheduler.add_noise(x0, noise, t)
+
+    def _null_condition_rows(
+        self, condition: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor | None, t: torch.Tensor,
+        x_t: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor]:  # fmt: skip
+        """CFG training: each row is chosen with probability `condition_dropout`, and a chosen row's condition is
+        replaced by the null condition (`condition_dropout_mode="replace"`, Ho & Salimans 2022) or the row is
+        appended once more under the null condition with a noise draw and timestep of its own (`"append"`), so every
+        row still trains its own condition. Returns the rows `(condition, x0, noise, t, x_t)`."""
+        drop = torch.rand(x0.shape[0], 1, device=x0.device) < self.config.condition_dropout
+        null = self.null_condition.to(condition.dtype)
+        if self.config.condition_dropout_mode == "replace":
+            return torch.where(drop, null, condition), x0, noise, t, x_t
+        extra_x0 = x0[drop.squeeze(1)]  # [k, d_z]
+        extra_noise, extra_t, extra_x_t = self._noised(extra_x0)
+        extra_condition = null.expand(extra_x0.shape[0], -1)
+        noise = None if noise is None else torch.cat([noise, extra_noise])
+        return (torch.cat([condition, extra_condition]), torch.cat([x0, extra_x0]), noise, torch.cat([t, extra_t]),
+                torch.cat([x_t, extra_x_t]))  # fmt: skip
 
     def _target(self, x0: torch.Tensor, noise: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor:
         """What the denoiser regresses on: ε, x₀ or v (`prediction_type`)."""
@@ -302,6 +344,7 @@ class ContRecDiffusionHead(nn.Module):
             raise InputError(f"guidance_scale must be a finite number ≥ 0, got {scale!r}")
         if not isinstance(steps, numbers.Integral) or isinstance(steps, bool) or steps < 1:
             raise InputError(f"num_inference_steps must be a positive integer, got {steps!r}")
+        check_guidance(scale, config.condition_dropout)
         return readout, int(steps), float(scale)
 
     def x0_estimate(self, condition: torch.Tensor, guidance_scale: float = 1.0) -> torch.Tensor:
@@ -315,6 +358,7 @@ class ContRecDiffusionHead(nn.Module):
         Returns:
             `torch.Tensor` of shape `[batch, latent_dim]`.
         """
+        check_guidance(guidance_scale, self.config.condition_dropout)
         scheduler = self.noise_scheduler
         t_last = scheduler.config.num_train_timesteps - 1
         x_t = torch.zeros(condition.shape[0], self.config.latent_dim, device=condition.device, dtype=condition.dtype)
@@ -373,6 +417,7 @@ class ContRecDiffusionHead(nn.Module):
         """
         from diffusers.utils.torch_utils import randn_tensor
 
+        check_guidance(guidance_scale, self.config.condition_dropout)
         # 1. Start from noise, scaled as the scheduler expects.
         shape = (condition.shape[0], self.config.latent_dim)
         latents = randn_tensor(shape, generator=generator, device=condition.device, dtype=condition.dtype)

@@ -44,6 +44,61 @@ def test_forward_returns_the_losses_and_trains_the_denoiser_and_the_null_conditi
     torch.testing.assert_close(again.diffusion_loss, out.diffusion_loss, rtol=0, atol=0)
 
 
+def denoiser_inputs(module, condition, x0):
+    """`(x_t, t, c)` of the one denoiser pass of `module(condition, x0)`, and the losses."""
+    seen = []
+    hook = module.denoiser.register_forward_hook(lambda _, args, __: seen.append(args))
+    try:
+        out = module(condition, x0)
+    finally:
+        hook.remove()
+    assert len(seen) == 1
+    return *seen[0], out
+
+
+@pytest.mark.parametrize("multiplier", [1, 3])
+def test_append_mode_keeps_every_condition_and_trains_the_chosen_rows_again_under_the_null(multiplier):
+    module = head(condition_dropout=1.0, condition_dropout_mode="append", diffusion_batch_multiplier=multiplier)
+    condition, x0 = torch.randn(4, 29), torch.randn(4, 16)
+    torch.manual_seed(2)
+    x_t, t, c, out = denoiser_inputs(module.train(), condition, x0)
+    rows = 4 * multiplier
+    assert x_t.shape == (2 * rows, 16) and t.shape == (2 * rows,)
+    torch.testing.assert_close(c[:rows], condition.repeat_interleave(multiplier, 0), rtol=0, atol=0)
+    assert torch.equal(c[rows:], module.null_condition.detach().expand(rows, -1))
+    assert not torch.allclose(x_t[:rows], x_t[rows:])  # the null rows draw noise of their own
+    out.diffusion_loss.backward()
+    assert module.null_condition.grad.abs().sum() > 0
+    _, _, c, _ = denoiser_inputs(module.eval(), condition, x0)  # no CFG rows outside training
+    assert c.shape == (rows, 29)
+
+
+def test_replace_mode_swaps_the_chosen_rows_condition_for_the_null():
+    module = head(condition_dropout=1.0).train()
+    x_t, _, c, _ = denoiser_inputs(module, torch.randn(4, 29), torch.randn(4, 16))
+    assert x_t.shape == (4, 16) and torch.equal(c, module.null_condition.detach().expand(4, -1))
+    with pytest.raises(ConfigError, match="condition_dropout_mode.*expected one of"):
+        config(condition_dropout_mode="prepend")
+
+
+def test_guidance_needs_a_trained_null_condition():
+    """condition_dropout=0 never trains the null condition: a guidance scale other than 1 is refused everywhere."""
+    with pytest.raises(ConfigError, match="guidance_scale=3 .* never trained with condition_dropout=0"):
+        config(condition_dropout=0.0, guidance_scale=3.0)
+    module, condition = head(condition_dropout=0.0).eval(), torch.randn(2, 29)
+    assert module.read_out(condition).shape == (2, 16)  # guidance 1 reads the conditional branch only
+    scheduler = DDIMScheduler.from_config(module.noise_scheduler.config)
+    calls = [
+        lambda: module.read_out(condition, guidance_scale=2.0),
+        lambda: module.read_out(condition, "sample", num_inference_steps=2, guidance_scale=0.0),
+        lambda: module.sample(condition, scheduler, 2, 2.0),
+        lambda: module.x0_estimate(condition, 3.0),
+    ]
+    for call in calls:
+        with pytest.raises(InputError, match="never trained with condition_dropout=0"):
+            call()
+
+
 def test_regression_head_ablation_regresses_x0_from_one_fixed_input():
     """regression_head: L_diff = MSE(denoiser(0, T − 1, c), x₀), and the x₀ read-out returns that output."""
     module = head(regression_head=True, condition_dropout=0.0)

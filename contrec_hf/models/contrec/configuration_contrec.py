@@ -10,7 +10,7 @@ from transformers.configuration_utils import SubConfigSpec
 from ...errors import ConfigError
 from ...utils import check_number
 from ..config_utils import raise_config_errors, reject_unknown_kwargs
-from ..diffusion_head import NOISE_SCHEDULES, READOUTS
+from ..diffusion_head import CONDITION_DROPOUT_MODES, NOISE_SCHEDULES, READOUTS, check_guidance
 from ..tokenizer import ContRecTokenizerConfig
 
 __all__ = ["ITEM_TABLES", "OPTION_FIELDS", "PREDICTION_TYPES", "ContRecConfig", "option_defaults"]
@@ -58,8 +58,11 @@ class ContRecConfig(PreTrainedConfig):
             `trained_betas`), or a diffusers `beta_schedule`: `"linear"`, `"scaled_linear"`, `"squaredcos_cap_v2"`.
         prediction_type (`str`, defaults to `"sample"`): what the denoiser predicts: `"epsilon"`, `"sample"` (x₀,
             as in DreamRec) or `"v_prediction"`.
-        condition_dropout (`float`, defaults to 0.1): probability of replacing c by the learned null condition
-            (classifier-free guidance).
+        condition_dropout (`float`, defaults to 0.1): probability that a training row meets the learned null
+            condition of classifier-free guidance; 0 never trains it, so `guidance_scale` must then be 1.
+        condition_dropout_mode (`str`, defaults to `"replace"`): how: `"replace"` swaps the row's c for the null
+            (Ho & Salimans, 2022); `"append"` trains the row once more under the null with its own noise and
+            timestep, so every row still trains its own c (the null rows cost only denoiser passes).
         lm_loss_weight (`float`, defaults to 0.5): λ_lm.
         dispersive_loss_weight (`float`, defaults to 0.5): λ_disp.
         flip_dispersive_sign (`bool`, defaults to `False`): ablation: minimise −L_disp, the sign of the authors'
@@ -163,6 +166,7 @@ class ContRecConfig(PreTrainedConfig):
     noise_schedule: Literal[NOISE_SCHEDULES] = "exp"
     prediction_type: Literal[PREDICTION_TYPES] = "sample"
     condition_dropout: float = 0.1
+    condition_dropout_mode: Literal[CONDITION_DROPOUT_MODES] = "replace"
     lm_loss_weight: float = 0.5
     dispersive_loss_weight: float = 0.5
     dispersive_temperature: float = 1.0
@@ -202,6 +206,7 @@ class ContRecConfig(PreTrainedConfig):
         check_number("ranking_negatives", self.ranking_negatives, 0, integer=True)  # 0: the full softmax
         check_number("preference_gamma", self.preference_gamma, 0.0, low_open=True)
         check_number("ranking_temperature", self.ranking_temperature, 0.0, low_open=True)
+        check_guidance(self.guidance_scale, self.condition_dropout, ConfigError)
         if self.item_table != "latent" and self.ranking_loss_weight == 0:
             raise ConfigError(
                 f"item_table={self.item_table!r} is learned through the ranking loss: set ranking_loss_weight > 0"
