@@ -81,6 +81,11 @@ def test_replace_mode_swaps_the_chosen_rows_condition_for_the_null():
         config(condition_dropout_mode="prepend")
 
 
+def test_condition_dropout_mode_round_trips(tmp_path):
+    config(condition_dropout_mode="append").save_pretrained(tmp_path)
+    assert ContRecConfig.from_pretrained(tmp_path).condition_dropout_mode == "append"
+
+
 def test_guidance_needs_a_trained_null_condition():
     """condition_dropout=0 never trains the null condition: a guidance scale other than 1 is refused everywhere."""
     with pytest.raises(ConfigError, match="guidance_scale=3 .* never trained with condition_dropout=0"):
