@@ -32,8 +32,8 @@ from .denoiser import ContRecDenoiser, dispersive_loss
 # take READOUTS and NOISE_SCHEDULES from here without an import circle.
 
 __all__ = [
-    "CONDITION_DROPOUT_MODES", "NOISE_SCHEDULES", "READOUTS", "ContRecDiffusionHead", "DiffusionHeadOutput",
-    "build_noise_scheduler", "check_guidance", "exp_noise_betas",
+    "CONDITION_DROPOUT_MODES", "MIN_RANKING_TEMPERATURE", "NOISE_SCHEDULES", "READOUTS", "ContRecDiffusionHead",
+    "DiffusionHeadOutput", "build_noise_scheduler", "check_guidance", "exp_noise_betas",
 ]  # fmt: skip
 
 # The read-outs of `ContRecDiffusionHead.read_out`: the x₀ estimate, one sample, the mean of N samples. This is
@@ -44,6 +44,9 @@ NOISE_SCHEDULES = ("exp", "linear", "scaled_linear", "squaredcos_cap_v2")
 # How CFG training meets the null condition (`ContRecConfig.condition_dropout_mode`): a chosen row's condition is
 # replaced by it, or the chosen row is trained once more under it.
 CONDITION_DROPOUT_MODES = ("replace", "append")
+# The smallest τ a learned ranking temperature reaches (`ContRecConfig.ranking_temperature_learnable`): CLIP's cap of
+# 100 on its logit scale (Radford et al., 2021), so the softmax cannot sharpen without bound.
+MIN_RANKING_TEMPERATURE = 0.01
 
 
 def check_guidance(guidance_scale: float, condition_dropout: float, error: type[Exception] = InputError) -> None:
@@ -108,8 +111,8 @@ class ContRecDiffusionHead(nn.Module):
     Args:
         config ([`ContRecConfig`]): reads `latent_dim`, `condition_dim`, `denoiser_hidden_size`,
             `denoiser_num_blocks`, `num_train_timesteps`, `noise_schedule`, `prediction_type`, `condition_dropout`,
-            `condition_dropout_mode`, `diffusion_batch_multiplier`, `dispersive_temperature`, `regression_head` and
-            `ranking_temperature`.
+            `condition_dropout_mode`, `diffusion_batch_multiplier`, `dispersive_temperature`, `regression_head`,
+            `ranking_temperature` and `ranking_temperature_learnable`.
 
     Example:
         ```python
@@ -136,6 +139,10 @@ class ContRecDiffusionHead(nn.Module):
             num_blocks=config.denoiser_num_blocks,
         )
         self.null_condition = nn.Parameter(torch.zeros(config.condition_dim))  # CFG's unconditional input
+        # log(1/τ) of the ranking softmax when τ is learned (CLIP's logit scale); a fixed τ has no parameter.
+        log_scale = -math.log(config.ranking_temperature)
+        learned = nn.Parameter(torch.tensor(log_scale)) if config.ranking_temperature_learnable else None
+        self.register_parameter("ranking_log_scale", learned)
         self._noise_scheduler: DDPMScheduler | None = None
 
     @property
@@ -144,6 +151,14 @@ class ContRecDiffusionHead(nn.Module):
         if self._noise_scheduler is None:
             self._noise_scheduler = build_noise_scheduler(self.config)
         return self._noise_scheduler
+
+    @property
+    def ranking_scale(self) -> torch.Tensor | float:
+        """1/τ of the ranking softmax: the config's fixed τ, or the learned one (`ranking_temperature_learnable`)
+        held at τ ≥ `MIN_RANKING_TEMPERATURE` (its gradient stops at the bound, as CLIP's clamp does)."""
+        if self.ranking_log_scale is None:
+            return 1.0 / self.config.ranking_temperature
+        return self.ranking_log_scale.clamp(max=-math.log(MIN_RANKING_TEMPERATURE)).exp()
 
     # ---------------------------------------------------------------------------------------- train
     def forward(self, condition: torch.Tensor, x0: torch.Tensor) -> DiffusionHeadOutput:
@@ -258,8 +273,8 @@ class ContRecDiffusionHead(nn.Module):
 
         x̂₀(c) is [`x0_estimate`] at guidance 1, the estimate the pipeline and the trainer rank with, so the loss
         trains exactly the scores that are evaluated. Sources: the catalog-softmax objectives of DiffuRec (Li et al.,
-        TOIS 2023, CE on the denoised output) and HLLM (Chen et al., 2024, cosine/τ, τ₀ = 0.07); the logQ term
-        log π_j is 0 for a full softmax (docs/method.md, "The ranking objective").
+        TOIS 2023, CE on the denoised output) and HLLM (Chen et al., 2024, cosine/τ, τ₀ = 0.07, τ fixed or learned:
+        [`ranking_scale`]); the logQ term log π_j is 0 for a full softmax (docs/method.md, "The ranking objective").
 
         Args:
             condition (`torch.Tensor` of shape `[batch, condition_dim]`): c.
@@ -278,7 +293,7 @@ class ContRecDiffusionHead(nn.Module):
 
         x0 = self.x0_estimate(condition)  # [B, d_z]
         x0 = x0 if query is None else query(x0)
-        logits = latent_scores(x0, table) / self.config.ranking_temperature - log_inclusion  # [B, C]
+        logits = latent_scores(x0, table) * self.ranking_scale - log_inclusion  # [B, C]
         if exclude is not None:
             logits = logits.masked_fill(exclude.to(logits.device), float("-inf"))
         return F.cross_entropy(logits, labels.to(logits.device))

@@ -238,9 +238,10 @@ def test_config_errors(kwargs, message):
 def test_lora_trains_adapters_heads_and_new_token_rows(text_tokenizer, tmp_path):
     from contrec_hf.models.contrec.backbones import apply_lora
 
-    model = build("llama", text_tokenizer)
+    model = build("llama", text_tokenizer, ranking_temperature_learnable=True)
     peft_model = apply_lora(model, r=4, alpha=8, target_modules=["q_proj", "v_proj"])
     trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert any(n.endswith("ranking_log_scale") for n in trainable)  # a bare parameter, kept trainable by hand
     assert any("lora_A" in n for n in trainable) and any("denoiser" in n for n in trainable)
     assert any("projector" in n for n in trainable) and any(n.endswith("null_condition") for n in trainable)
     assert any("trainable_tokens" in n for n in trainable)
@@ -409,6 +410,23 @@ def test_ranking_loss_settings_are_validated():
         ContRecConfig(ranking_temperature=0.0)
     with pytest.raises(ConfigError, match="ranking_loss_weight"):
         ContRecConfig(ranking_loss_weight=-1.0)
+
+
+def test_learned_ranking_temperature_starts_at_tau_in_a_fresh_model_and_round_trips(text_tokenizer, tmp_path):
+    """A fresh model (transformers' weight init included) starts τ at ranking_temperature; a trained τ is saved and
+    loaded with the weights."""
+    model = build("llama", text_tokenizer, ranking_temperature=0.1, ranking_temperature_learnable=True)
+    head = model.diffusion_head
+    torch.testing.assert_close(head.ranking_scale, torch.tensor(10.0))
+    out = model(**batch(text_tokenizer, model))
+    out.loss.backward()
+    assert head.ranking_log_scale.grad.abs() > 0  # the model's L_rank reaches it
+    with torch.no_grad():
+        head.ranking_log_scale.fill_(3.0)
+    model.save_pretrained(tmp_path / "m")
+    back = ContRecForRecommendation.from_pretrained(tmp_path / "m")
+    assert back.config.ranking_temperature_learnable
+    torch.testing.assert_close(back.diffusion_head.ranking_log_scale, torch.tensor(3.0))
 
 
 def test_learned_item_table_starts_at_the_latents_trains_and_round_trips(text_tokenizer, tmp_path):

@@ -26,11 +26,26 @@ def test_training_writes_checkpoint_best_model_and_log(cyclic_dataset, tmp_path)
     out = tmp_path / "run"
     log = json.loads((out / "training_log.json").read_text())
     assert {"loss", "diffusion_loss", "val_ndcg@10"} <= set(log[-1])
+    assert "ranking_temperature" not in log[-1]  # a fixed τ is the config's, not logged
     best = ContRecForRecommendation.from_pretrained(out / "best")
     assert best.config.item_token_id == trainer.model_config.item_token_id
     assert not list(out.rglob("*.bin")) and not list(out.rglob("*.pkl")) and not list(out.rglob("*.pt"))
     assert (out / "checkpoints" / "last" / "optimizer.safetensors").is_file()
     assert 0.0 <= trainer.evaluate("test").metrics["ndcg@10"] <= 1.0
+
+
+def test_a_learned_ranking_temperature_trains_and_is_logged(cyclic_dataset, tmp_path):
+    from tiny import tiny_features, tiny_recommender
+
+    features = tiny_features(cyclic_dataset)
+    model, text_tokenizer = tiny_recommender(cyclic_dataset, features, ranking_temperature_learnable=True)
+    args = RecommenderTrainingArguments(output_dir=str(tmp_path / "run"), batch_size=8, max_steps=3, eval_steps=3,
+                                        save_steps=3, warmup_steps=1)  # fmt: skip
+    trainer = RecommenderTrainer(model, text_tokenizer, cyclic_dataset, features, args)
+    trainer.train(progress=False)
+    log = json.loads((tmp_path / "run" / "training_log.json").read_text())
+    learned = 1.0 / trainer.accelerator.unwrap_model(trainer.model).diffusion_head.ranking_scale.item()
+    assert log[-1]["ranking_temperature"] == pytest.approx(learned) and learned != pytest.approx(0.07, abs=1e-7)
 
 
 def test_interrupted_training_resumes_to_the_same_weights(cyclic_dataset, tmp_path):

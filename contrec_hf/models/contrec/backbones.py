@@ -97,8 +97,8 @@ def apply_lora(
         trainable_token_indices={"embed_tokens": [t for t in new_tokens if t is not None]},
     )
     peft_model = get_peft_model(model, lora)
-    # The null condition is a bare parameter (modules_to_save takes modules): keep it trainable by hand.
+    # The null condition and a learned τ are bare parameters (modules_to_save takes modules): kept trainable by hand.
     for name, param in peft_model.named_parameters():
-        if name.endswith("null_condition"):
+        if name.endswith(("null_condition", "ranking_log_scale")):
             param.requires_grad_(True)
     return peft_model

@@ -10,7 +10,13 @@ from transformers.configuration_utils import SubConfigSpec
 from ...errors import ConfigError
 from ...utils import check_number
 from ..config_utils import raise_config_errors, reject_unknown_kwargs
-from ..diffusion_head import CONDITION_DROPOUT_MODES, NOISE_SCHEDULES, READOUTS, check_guidance
+from ..diffusion_head import (
+    CONDITION_DROPOUT_MODES,
+    MIN_RANKING_TEMPERATURE,
+    NOISE_SCHEDULES,
+    READOUTS,
+    check_guidance,
+)
 from ..tokenizer import ContRecTokenizerConfig
 
 __all__ = ["ITEM_TABLES", "OPTION_FIELDS", "PREDICTION_TYPES", "ContRecConfig", "option_defaults"]
@@ -94,6 +100,9 @@ class ContRecConfig(PreTrainedConfig):
             (docs/benchmarks.md). 0 is the paper's MSE-only head. Needs the catalog's features and the target ids
             in `forward` (`ContRecCollator` batches carry both).
         ranking_temperature (`float`, defaults to 0.07): τ of the ranking softmax (HLLM's initial value).
+        ranking_temperature_learnable (`bool`, defaults to `False`): learn τ with the model (HLLM, CLIP): the head
+            holds log(1/τ), starts at `ranking_temperature` and keeps τ ≥ `MIN_RANKING_TEMPERATURE` = 0.01 (CLIP's
+            cap of 100 on 1/τ). τ scales only the training loss: cosine scores rank the same at any τ.
         ranking_negatives (`int`, defaults to 0): 0 ranks against the whole catalog (a full softmax); n > 0 ranks
             against the batch's targets and n uniformly drawn items, logQ-corrected (a sampled softmax for catalogs
             too large for one row of logits per target; n ≥ the catalog size is the full softmax again).
@@ -178,6 +187,7 @@ class ContRecConfig(PreTrainedConfig):
     flip_dispersive_sign: bool = False
     ranking_loss_weight: float = 1.0
     ranking_temperature: float = 0.07
+    ranking_temperature_learnable: bool = False
     ranking_negatives: int = 0
     ranking_mask_history: bool = True
     preference_loss_weight: float = 0.0
@@ -215,6 +225,11 @@ class ContRecConfig(PreTrainedConfig):
             raise ConfigError(
                 "item_table='residual' learns one row per item: set num_catalog_items ≥ 1, "
                 f"got {self.num_catalog_items}"
+            )
+        if self.ranking_temperature_learnable and self.ranking_temperature < MIN_RANKING_TEMPERATURE:
+            raise ConfigError(
+                f"ranking_temperature_learnable keeps τ ≥ {MIN_RANKING_TEMPERATURE}: start it there or above, "
+                f"got ranking_temperature={self.ranking_temperature}"
             )
         if self.regression_head and self.prediction_type != "sample":
             raise ConfigError(
