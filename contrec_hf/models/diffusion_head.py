@@ -153,12 +153,13 @@ class ContRecDiffusionHead(nn.Module):
         return self._noise_scheduler
 
     @property
-    def ranking_scale(self) -> torch.Tensor | float:
-        """1/τ of the ranking softmax: the config's fixed τ, or the learned one (`ranking_temperature_learnable`)
-        held at τ ≥ `MIN_RANKING_TEMPERATURE` (its gradient stops at the bound, as CLIP's clamp does)."""
+    def ranking_temperature(self) -> torch.Tensor | float:
+        """τ of the ranking softmax: the config's fixed τ, or the learned one (`ranking_temperature_learnable`),
+        exp(−log(1/τ)) held at τ ≥ `MIN_RANKING_TEMPERATURE` (its gradient stops at the bound, as CLIP's clamp
+        does)."""
         if self.ranking_log_scale is None:
-            return 1.0 / self.config.ranking_temperature
-        return self.ranking_log_scale.clamp(max=-math.log(MIN_RANKING_TEMPERATURE)).exp()
+            return self.config.ranking_temperature
+        return self.ranking_log_scale.clamp(max=-math.log(MIN_RANKING_TEMPERATURE)).neg().exp()
 
     # ---------------------------------------------------------------------------------------- train
     def forward(self, condition: torch.Tensor, x0: torch.Tensor) -> DiffusionHeadOutput:
@@ -273,8 +274,9 @@ class ContRecDiffusionHead(nn.Module):
 
         x̂₀(c) is [`x0_estimate`] at guidance 1, the estimate the pipeline and the trainer rank with, so the loss
         trains exactly the scores that are evaluated. Sources: the catalog-softmax objectives of DiffuRec (Li et al.,
-        TOIS 2023, CE on the denoised output) and HLLM (Chen et al., 2024, cosine/τ, τ₀ = 0.07, τ fixed or learned:
-        [`ranking_scale`]); the logQ term log π_j is 0 for a full softmax (docs/method.md, "The ranking objective").
+        TOIS 2023, CE on the denoised output) and HLLM (Chen et al., 2024, cosine/τ, τ₀ = 0.07, τ fixed or
+        learned: [`ranking_temperature`]); the logQ term log π_j is 0 for a full softmax (docs/method.md, "The ranking
+        objective").
 
         Args:
             condition (`torch.Tensor` of shape `[batch, condition_dim]`): c.
@@ -293,7 +295,7 @@ class ContRecDiffusionHead(nn.Module):
 
         x0 = self.x0_estimate(condition)  # [B, d_z]
         x0 = x0 if query is None else query(x0)
-        logits = latent_scores(x0, table) * self.ranking_scale - log_inclusion  # [B, C]
+        logits = latent_scores(x0, table) / self.ranking_temperature - log_inclusion  # [B, C]
         if exclude is not None:
             logits = logits.masked_fill(exclude.to(logits.device), float("-inf"))
         return F.cross_entropy(logits, labels.to(logits.device))

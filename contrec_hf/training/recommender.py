@@ -409,9 +409,9 @@ class RecommenderTrainer:
         means = {k: sum(r[k] for r in running if k in r) / max(1, sum(k in r for r in running)) for k in running[0]}
         record = {"step": self.state["step"], "seconds": time.perf_counter() - started, **means}
         record.update({f"val_{k}": v for k, v in metrics.items()})
-        scale = self._unwrapped.diffusion_head.ranking_scale
-        if torch.is_tensor(scale):  # a learned τ (ranking_temperature_learnable), logged as it trains
-            record["ranking_temperature"] = 1.0 / scale.item()
+        tau = self._unwrapped.diffusion_head.ranking_temperature
+        if torch.is_tensor(tau):  # a learned τ (ranking_temperature_learnable), logged as it trains
+            record["ranking_temperature"] = tau.item()
         self.state["history"].append(record)
         ndcg = torch.tensor([metrics.get("ndcg@10", 0.0)], device=acc.device)
         ndcg = float(acc.reduce(ndcg, reduction="sum"))  # only the main process evaluated

@@ -417,7 +417,7 @@ def test_learned_ranking_temperature_starts_at_tau_in_a_fresh_model_and_round_tr
     loaded with the weights."""
     model = build("llama", text_tokenizer, ranking_temperature=0.1, ranking_temperature_learnable=True)
     head = model.diffusion_head
-    torch.testing.assert_close(head.ranking_scale, torch.tensor(10.0))
+    torch.testing.assert_close(head.ranking_temperature, torch.tensor(0.1))
     out = model(**batch(text_tokenizer, model))
     out.loss.backward()
     assert head.ranking_log_scale.grad.abs() > 0  # the model's L_rank reaches it

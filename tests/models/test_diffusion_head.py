@@ -232,15 +232,15 @@ def test_preference_term_is_preferdiffs_bpr_on_the_denoising_errors():
 
 
 def test_learned_ranking_temperature_starts_at_tau_trains_and_stops_at_its_bound():
-    """ranking_temperature_learnable: the softmax scale 1/τ is exp of a parameter that starts at 1/τ₀, gets a
-    gradient from L_rank, and is held at 1/MIN_RANKING_TEMPERATURE; a fixed τ has no parameter."""
+    """ranking_temperature_learnable: τ = exp(−s) of a parameter s that starts at log(1/τ₀), gets a gradient from
+    L_rank, and is held at τ = MIN_RANKING_TEMPERATURE; a fixed τ has no parameter."""
     from contrec_hf.models.diffusion_head import MIN_RANKING_TEMPERATURE
 
     fixed = head(ranking_temperature=0.2)
-    assert fixed.ranking_log_scale is None and fixed.ranking_scale == pytest.approx(5.0)
+    assert fixed.ranking_log_scale is None and fixed.ranking_temperature == 0.2
     module = head(ranking_temperature=0.2, ranking_temperature_learnable=True)
     assert "ranking_log_scale" in dict(module.named_parameters())
-    torch.testing.assert_close(module.ranking_scale, torch.tensor(5.0))
+    torch.testing.assert_close(module.ranking_temperature, torch.tensor(0.2))
     condition, table, labels = torch.randn(3, 29), torch.randn(7, 16), torch.tensor([0, 4, 6])
     module.eval()
     loss = module.ranking_loss(condition, table, labels, 0.0)
@@ -250,7 +250,7 @@ def test_learned_ranking_temperature_starts_at_tau_trains_and_stops_at_its_bound
     assert module.ranking_log_scale.grad.abs() > 0
     with torch.no_grad():
         module.ranking_log_scale.fill_(10.0)  # 1/τ = e¹⁰, beyond the bound
-    torch.testing.assert_close(module.ranking_scale, torch.tensor(1 / MIN_RANKING_TEMPERATURE))
+    torch.testing.assert_close(module.ranking_temperature, torch.tensor(MIN_RANKING_TEMPERATURE))
     module.zero_grad()
     module.ranking_loss(condition, table, labels, 0.0).backward()
     assert module.ranking_log_scale.grad == 0  # held at the bound, as CLIP's clamp holds its logit scale

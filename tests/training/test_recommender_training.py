@@ -44,7 +44,7 @@ def test_a_learned_ranking_temperature_trains_and_is_logged(cyclic_dataset, tmp_
     trainer = RecommenderTrainer(model, text_tokenizer, cyclic_dataset, features, args)
     trainer.train(progress=False)
     log = json.loads((tmp_path / "run" / "training_log.json").read_text())
-    learned = 1.0 / trainer.accelerator.unwrap_model(trainer.model).diffusion_head.ranking_scale.item()
+    learned = trainer.accelerator.unwrap_model(trainer.model).diffusion_head.ranking_temperature.item()
     assert log[-1]["ranking_temperature"] == pytest.approx(learned) and learned != pytest.approx(0.07, abs=1e-7)
 
 
