@@ -13,6 +13,7 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,
 
 from contrec_hf.data import load_sequential_dataset
 from contrec_hf.evaluation import evaluate_scorer
+from contrec_hf.models.diffusion_head import sampling_guidance
 from contrec_hf.pipelines import ContRecDiffusionPipeline
 
 parser = argparse.ArgumentParser()
@@ -21,7 +22,8 @@ parser.add_argument("--dataset", default="ml-100k")
 parser.add_argument("--data-path")
 parser.add_argument("--items-path")
 parser.add_argument("--users", type=int, default=300, help="validation users (the first N)")
-parser.add_argument("--guidance-scale", type=float, default=3.0)
+parser.add_argument("--guidance-scale", type=float,
+                    help="default: the paper's 3, or 1 for a model trained without CFG dropout")  # fmt: skip
 args = parser.parse_args()
 
 data = load_sequential_dataset(
@@ -29,6 +31,9 @@ data = load_sequential_dataset(
 )
 pipe = ContRecDiffusionPipeline.from_pretrained(args.pipeline)
 pipe.set_progress_bar_config(disable=True)
+guidance = args.guidance_scale
+guidance = sampling_guidance(pipe.recommender.config.condition_dropout) if guidance is None else guidance
+print(f"guidance scale {guidance:g}")
 histories, targets = data.split("validation")
 histories, targets = histories[: args.users], targets[: args.users]
 latents = pipe.catalog.latents
@@ -43,7 +48,7 @@ for scheduler_class, steps in [(DDPMScheduler, 200), (DDIMScheduler, 50), (DDIMS
 
     def scorer(batch, steps=steps, generator=generator):
         raw = [[data.item_ids[i] for i in h] for h in batch]
-        out = pipe(raw, num_inference_steps=steps, guidance_scale=args.guidance_scale, generator=generator, top_k=1,
+        out = pipe(raw, num_inference_steps=steps, guidance_scale=guidance, generator=generator, top_k=1,
                    readout="sample")  # fmt: skip
         return torch.nn.functional.normalize(out.latents, dim=-1) @ torch.nn.functional.normalize(latents, dim=-1).T
 

@@ -230,8 +230,8 @@ def _run_parser(commands) -> None:
         "--recipe",
         choices=("contrec-hf", "paper"),
         default="contrec-hf",
-        help="'contrec-hf': the library's defaults; 'paper': the paper's recipe (docs/method.md lists the differences)"
-        " (default: contrec-hf)",
+        help="'contrec-hf': the library's defaults with λ_disp 1.0 and no CFG dropout; 'paper': the paper's recipe "
+        "(docs/method.md lists the differences) (default: contrec-hf)",
     )
     _add_stage2_config_arguments(run, "the recipe's, else the config's")
     _add_device_arguments(run)

@@ -33,7 +33,7 @@ from .denoiser import ContRecDenoiser, dispersive_loss
 
 __all__ = [
     "CONDITION_DROPOUT_MODES", "MIN_RANKING_TEMPERATURE", "NOISE_SCHEDULES", "READOUTS", "ContRecDiffusionHead",
-    "DiffusionHeadOutput", "build_noise_scheduler", "check_guidance", "exp_noise_betas",
+    "DiffusionHeadOutput", "build_noise_scheduler", "check_guidance", "exp_noise_betas", "sampling_guidance",
 ]  # fmt: skip
 
 # The read-outs of `ContRecDiffusionHead.read_out`: the x₀ estimate, one sample, the mean of N samples. This is
@@ -61,6 +61,13 @@ def check_guidance(guidance_scale: float, condition_dropout: float, error: type[
             f"guidance_scale={guidance_scale:g} reads the null condition of classifier-free guidance, which is never "
             "trained with condition_dropout=0: use guidance_scale=1, or train with condition_dropout > 0"
         )
+
+
+def sampling_guidance(condition_dropout: float, trained: float = 3.0) -> float:
+    """The guidance scale to sample a model with when none is asked for: the paper's s = 3 (``trained``) where CFG's
+    null condition was trained (`condition_dropout` > 0), else 1, the only scale [`check_guidance`] allows. E.g. the
+    main job's scheduler sweep and `examples/swap_schedulers.py`."""
+    return trained if condition_dropout > 0 else 1.0
 
 
 def exp_noise_betas(num_steps: int = 200, beta_min: float = 0.1, beta_max: float = 10.0) -> list[float]:

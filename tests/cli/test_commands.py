@@ -172,6 +172,8 @@ def test_main_job_runs_resumes_and_never_redoes_finished_stages(tmp_path, fixtur
     assert metrics["test"]["contrec_fused"]["text_weight"] == metrics["validation"]["contrec_fused"]["text_weight"]
     for folder in ("tokenizer", "recommender", "pipeline"):
         assert (tmp_path / folder / ("model_index.json" if folder == "pipeline" else "config.json")).is_file()
+    trained = json.loads((tmp_path / "recommender" / "config.json").read_text())
+    assert (trained["dispersive_loss_weight"], trained["condition_dropout"]) == (1.0, 0.0)  # the recipe's overrides
     assert (tmp_path / "report.md").is_file() and (tmp_path / "schedulers.png").is_file()
     table = metrics["item_table"]  # the table the pipeline scores with, and whether it collapsed
     assert table["kind"] == "latent" and 1.0 <= table["effective_rank"] <= table["dim"] == 64  # the default d_z
