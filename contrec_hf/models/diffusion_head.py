@@ -147,9 +147,9 @@ class ContRecDiffusionHead(nn.Module):
         )
         self.null_condition = nn.Parameter(torch.zeros(config.condition_dim))  # CFG's unconditional input
         # log(1/τ) of the ranking softmax when τ is learned (CLIP's logit scale); a fixed τ has no parameter.
-        log_scale = -math.log(config.ranking_temperature)
-        learned = nn.Parameter(torch.tensor(log_scale)) if config.ranking_temperature_learnable else None
+        learned = nn.Parameter(torch.empty(())) if config.ranking_temperature_learnable else None
         self.register_parameter("ranking_log_scale", learned)
+        self.reset_ranking_temperature()
         self._noise_scheduler: DDPMScheduler | None = None
 
     @property
@@ -158,6 +158,13 @@ class ContRecDiffusionHead(nn.Module):
         if self._noise_scheduler is None:
             self._noise_scheduler = build_noise_scheduler(self.config)
         return self._noise_scheduler
+
+    @torch.no_grad()
+    def reset_ranking_temperature(self) -> None:
+        """Start a learned τ at `ranking_temperature` (the recommender's weight init calls this too); a fixed τ has
+        nothing to reset."""
+        if self.ranking_log_scale is not None:
+            self.ranking_log_scale.fill_(-math.log(self.config.ranking_temperature))
 
     @property
     def ranking_temperature(self) -> torch.Tensor | float:

@@ -122,8 +122,7 @@ class ContRecPreTrainedModel(AtomicSaveMixin, SafeLoadMixin, PreTrainedModel):
         # used this initialisation; a zero start inside the recommender is still to measure (docs/recommender.md).
         if isinstance(module, ContRecDiffusionHead):
             nn.init.normal_(module.null_condition, std=0.02)
-            if module.ranking_log_scale is not None:  # a learned τ starts at ranking_temperature
-                nn.init.constant_(module.ranking_log_scale, -math.log(self.config.ranking_temperature))
+            module.reset_ranking_temperature()  # a learned τ starts at ranking_temperature
         elif module is self and getattr(self, "item_residual", None) is not None:
             nn.init.zeros_(module.item_residual)  # every item starts at its content's row
         elif getattr(self, "table_projector", None) is not None and module is self.table_projector[-1]:
